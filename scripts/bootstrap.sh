@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepare a Debian/Ubuntu controller: system packages, the project venv, the
+# node image and the node wheelhouse. Each step is skipped when its result is
+# already there and up to date, so a second run changes nothing.
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+SYSTEM_PACKAGES=(podman runc debootstrap python3-venv git curl)
+
+as_root() {
+  if [[ $EUID -eq 0 ]]; then "$@"
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo "$@"
+  else die "need root (or passwordless sudo) to run: $*"
+  fi
+}
+
+install_system_packages() {
+  local missing=()
+  for pkg in "${SYSTEM_PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  command -v apt-get >/dev/null || die "apt-get not found: install ${missing[*]} by hand"
+  log "installing system packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+create_venv() {
+  local stamp="$VENV/.requirements.sha256" want
+  want="$(cat "$ROOT"/requirements*.txt "$ROOT/model/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return 0; fi
+  log "creating the project venv in .venv"
+  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  (cd "$ROOT" && "$VENV/bin/pip" install -q -r requirements-dev.txt)
+  echo "$want" > "$stamp"
+}
+
+install_system_packages "$@"
+create_venv
+"$ROOT/scripts/build-node-image.sh"
+"$ROOT/scripts/wheelhouse.sh"

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Run checkov from a venv of its own (.work/venvs/checkov), created on first
+# use. checkov ships its own `hcl2` and `detect_secrets` modules and pins
+# `packaging`, so it must never share the project venv.
+#
+#   scripts/checkov.sh                      # scan terraform/, human output
+#   scripts/checkov.sh -o json              # extra arguments go to checkov
+#   scripts/checkov.sh --install-only       # just make sure it is installed
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+CHECKOV_VERSION="3.3.30"
+CHECKOV_VENV="$WORK/venvs/checkov"
+CHECKOV="$CHECKOV_VENV/bin/checkov"
+
+install_checkov() {
+  local stamp="$CHECKOV_VENV/.checkov-version"
+  if [[ -x "$CHECKOV" && -f "$stamp" && "$(cat "$stamp")" == "$CHECKOV_VERSION" ]]; then
+    return 0
+  fi
+  log "installing checkov $CHECKOV_VERSION into ${CHECKOV_VENV#"$ROOT/"}"
+  rm -rf "$CHECKOV_VENV"
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install -q --upgrade pip
+  "$CHECKOV_VENV/bin/pip" install -q "checkov==$CHECKOV_VERSION"
+  echo "$CHECKOV_VERSION" > "$stamp"
+}
+
+install_checkov
+if [[ "${1:-}" == "--install-only" ]]; then exit 0; fi
+
+# No network for policies (--skip-download), one line per check, no banner.
+# The directory scanned is terraform/ unless the caller passes -d/-f itself.
+args=(--skip-download --compact --quiet)
+case " $* " in
+  *" -d "* | *" --directory "* | *" -f "* | *" --file "*) ;;
+  *) args+=(-d "$ROOT/terraform") ;;
+esac
+# checkov's own "(re)downloading" of guidelines and version checks stay off
+export BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false
+exec "$CHECKOV" "${args[@]}" "$@"
