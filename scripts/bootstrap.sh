@@ -31,12 +31,36 @@ create_venv() {
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return 0; fi
   log "creating the project venv in .venv"
   [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  (cd "$ROOT" && "$VENV/bin/pip" install -q -r requirements-dev.txt)
+  quiet_pip install -q --upgrade pip
+  (cd "$ROOT" && quiet_pip install -q -r requirements-dev.txt)
   echo "$want" > "$stamp"
 }
 
-install_system_packages "$@"
+# promtool for the rule tests, taken out of Debian's prometheus package
+# without installing it: installing would start a Prometheus server on this
+# machine, in the way of the nodes' published port 9090.
+extract_promtool() {
+  local tools="$WORK/tools" deb
+  [[ -x "$tools/bin/promtool" ]] && return 0
+  log "extracting promtool from Debian's prometheus package"
+  deb="$(mktemp -d)"
+  (cd "$deb" && apt-get download prometheus >/dev/null 2>&1) \
+    || { as_root apt-get update -qq && (cd "$deb" && apt-get download prometheus >/dev/null); } \
+    || die "could not download Debian's prometheus package for promtool"
+  dpkg-deb -x "$deb"/prometheus_*.deb "$deb/root"
+  mkdir -p "$tools/bin"
+  cp "$deb/root/usr/bin/promtool" "$tools/bin/promtool"
+  rm -rf "$deb"
+}
+
+# --test: also what the test suite needs beyond the main job
+if [[ "${1:-}" == "--test" ]]; then
+  shift
+  install_system_packages shellcheck "$@"
+  extract_promtool
+else
+  install_system_packages "$@"
+fi
 create_venv
 "$ROOT/scripts/build-node-image.sh"
 "$ROOT/scripts/wheelhouse.sh"

@@ -6,6 +6,7 @@
 #   scripts/checkov.sh                      # scan terraform/, human output
 #   scripts/checkov.sh -o json              # extra arguments go to checkov
 #   scripts/checkov.sh --install-only       # just make sure it is installed
+# shellcheck source=scripts/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 CHECKOV_VERSION="3.3.30"

@@ -10,8 +10,13 @@ export XDG_CACHE_HOME="$WORK/cache"
 export MOLECULE_GLOB="collections/ansible_collections/mlops/stack/roles/*/molecule/*/molecule.yml"
 export CONTAINERS_CONF="$ROOT/scripts/containers.conf"
 export MLOPS_NODE_IMAGE_FILE="$WORK/node-image"
-export PATH="$VENV/bin:$PATH"
+export MLOPS_ROOT="$ROOT"
+export PATH="$VENV/bin:$WORK/tools/bin:$PATH"
 mkdir -p "$WORK" "$ANSIBLE_HOME" "$XDG_CACHE_HOME"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# pip reads this machine's own configuration; drop its noise about index
+# folders that do not exist, keep everything else.
+quiet_pip() { "$VENV/bin/pip" "$@" 2> >(grep -v "^WARNING: Location '" >&2); }

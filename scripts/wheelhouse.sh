@@ -9,8 +9,10 @@ dir="$WORK/wheelhouse/$hash"
 if [[ ! -f "$dir/.complete" ]]; then
   log "downloading the node wheelhouse (about 200 MB, once)"
   rm -rf "$dir"; mkdir -p "$dir"
-  "$VENV/bin/pip" download -q --only-binary=:all: --python-version 3.11 \
+  quiet_pip download -q --only-binary=:all: --python-version 3.11 \
     -d "$dir" -r "$ROOT/requirements-nodes.txt" pip setuptools wheel
   touch "$dir/.complete"
 fi
+# keep only the current wheelhouse
+find "$WORK/wheelhouse" -mindepth 1 -maxdepth 1 ! -name "$hash" -exec rm -rf {} +
 ln -sfn "$hash" "$WORK/wheelhouse/current"

@@ -1,0 +1,64 @@
+"""The local stack, converged once per session from scratch on real podman
+nodes: every end-to-end test reuses it instead of building its own."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NODES = ("mlflow-1", "predictor-1", "predictor-2", "monitor-1")
+
+
+@dataclass
+class Recap:
+    output: str
+    changed: dict[str, int]
+    failed: dict[str, int]
+
+
+def parse_recap(output: str) -> Recap:
+    changed: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    for host, ok_changed, fail in re.findall(
+        r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", output, re.M
+    ):
+        changed[host] = int(ok_changed)
+        failed[host] = int(fail)
+    return Recap(output, changed, failed)
+
+
+def ansible_playbook(*args: str, check: bool = True, timeout: int = 1800) -> Recap:
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(
+        ["ansible-playbook", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )
+    recap = parse_recap(proc.stdout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"ansible-playbook {' '.join(args)} failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}")
+    return recap
+
+
+@dataclass
+class Stack:
+    first: Recap
+    second: Recap | None = None
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[Stack]:
+    """Remove any leftover nodes, create fresh ones and converge site.yml."""
+    ansible_playbook("playbooks/local_nodes.yml", "-e", "local_nodes_state=absent")
+    ansible_playbook("playbooks/local_nodes.yml")
+    yield Stack(first=ansible_playbook("site.yml"))
+
+
+def podman_exec(node: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", "exec", node, *cmd], capture_output=True, text=True, timeout=120)

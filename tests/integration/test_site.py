@@ -1,0 +1,42 @@
+"""site.yml on the local nodes: converges, and a second run changes nothing."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from .conftest import Stack, ansible_playbook
+
+pytestmark = pytest.mark.nodes
+
+
+@pytest.fixture(scope="module")
+def second_run(local_stack: Stack) -> Stack:
+    local_stack.second = ansible_playbook("site.yml")
+    return local_stack
+
+
+def test_first_converge_changes_every_node(local_stack: Stack):
+    assert local_stack.first.changed.get("mlflow-1", 0) > 0
+    assert not any(local_stack.first.failed.values())
+
+
+def test_second_converge_reports_no_change(second_run: Stack):
+    assert second_run.second is not None
+    changed = {h: n for h, n in second_run.second.changed.items() if n}
+    assert changed == {}, second_run.second.output[-6000:]
+
+
+def test_champion_is_registered_and_visible_on_loopback(second_run: Stack):
+    url = "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/get?name=iris"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        model = json.load(resp)["registered_model"]
+    aliases = {a["alias"]: a["version"] for a in model.get("aliases", [])}
+    assert "champion" in aliases, model
+    # the second converge trained nothing new
+    versions_url = "http://127.0.0.1:5000/api/2.0/mlflow/model-versions/search?filter=name%3D%27iris%27"
+    with urllib.request.urlopen(versions_url, timeout=10) as resp:
+        versions = json.load(resp)["model_versions"]
+    assert len(versions) == 1, [v["version"] for v in versions]
