@@ -1,0 +1,476 @@
+# Bare GCP instances for the MLOps stack. Terraform creates the network, the
+# firewall, the service accounts, the artifact bucket and the instances; every
+# piece of software comes from Ansible (no startup script). The `role` label of
+# each instance is the Ansible group the GCP inventory (inventories/gcp/gcp.yml)
+# puts it in: mlflow, predictors, monitoring.
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+  zone    = var.zone
+}
+
+locals {
+  roles = ["mlflow", "predictors", "monitoring"]
+
+  # Labels shared by every instance; `role` is added per resource.
+  # `stack` is what the inventory filters on.
+  common_labels = {
+    stack      = var.name_prefix
+    managed-by = "terraform"
+  }
+
+  # Network tags: firewall rules target these.
+  node_tag = "${var.name_prefix}-node"
+
+  mlflow_name      = "${var.name_prefix}-mlflow-1"
+  predictor_names  = [for i in range(var.predictor_count) : format("%s-predictor-%d", var.name_prefix, i + 1)]
+  monitoring_name  = "${var.name_prefix}-monitoring-1"
+  instance_names   = concat([local.mlflow_name], local.predictor_names, [local.monitoring_name])
+  private_only_any = length(setsubtract(local.roles, var.public_ip_roles)) > 0
+
+  image = "projects/${var.image_project}/global/images/family/${var.image_family}"
+
+  # OS Login on: keys live in IAM and metadata keys are ignored. OS Login off:
+  # the one Ansible key is installed through instance metadata.
+  oslogin_metadata = var.enable_oslogin ? "TRUE" : "FALSE"
+  ssh_keys         = var.enable_oslogin || var.ssh_public_key == "" ? "" : "${var.ssh_user}:${var.ssh_public_key}"
+
+  artifact_bucket_name = (
+    var.artifact_bucket_name != "" ? var.artifact_bucket_name :
+    var.create_artifact_bucket ? "${var.project_id}-${var.name_prefix}-mlflow-artifacts" : ""
+  )
+  artifact_bucket_location = var.artifact_bucket_location != "" ? var.artifact_bucket_location : var.region
+
+  # One OS Login / IAP grant per (instance, principal) pair.
+  login_grants = {
+    for pair in setproduct(local.instance_names, var.ansible_members) :
+    "${pair[0]} ${pair[1]}" => { instance = pair[0], member = pair[1] }
+  }
+}
+
+# ---------------------------------------------------------------- network
+
+resource "google_compute_network" "this" {
+  name                    = "${var.name_prefix}-vpc"
+  auto_create_subnetworks = false
+  routing_mode            = "REGIONAL"
+}
+
+resource "google_compute_subnetwork" "this" {
+  name                     = "${var.name_prefix}-subnet"
+  region                   = var.region
+  network                  = google_compute_network.this.id
+  ip_cidr_range            = var.subnet_cidr
+  private_ip_google_access = true
+
+  log_config {
+    aggregation_interval = "INTERVAL_10_MIN"
+    flow_sampling        = 0.5
+    metadata             = "INCLUDE_ALL_METADATA"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = startswith(var.zone, "${var.region}-")
+      error_message = "zone must be a zone of region (e.g. europe-west1-b in europe-west1)."
+    }
+  }
+}
+
+# Instances without a public IP still need apt and PyPI: Cloud NAT gives them
+# egress only. It exists only when some role is private.
+resource "google_compute_router" "this" {
+  count   = local.private_only_any ? 1 : 0
+  name    = "${var.name_prefix}-router"
+  region  = var.region
+  network = google_compute_network.this.id
+}
+
+resource "google_compute_router_nat" "this" {
+  count                              = local.private_only_any ? 1 : 0
+  name                               = "${var.name_prefix}-nat"
+  router                             = google_compute_router.this[0].name
+  region                             = var.region
+  nat_ip_allocate_option             = "AUTO_ONLY"
+  source_subnetwork_ip_ranges_to_nat = "LIST_OF_SUBNETWORKS"
+
+  subnetwork {
+    name                    = google_compute_subnetwork.this.id
+    source_ip_ranges_to_nat = ["ALL_IP_RANGES"]
+  }
+
+  log_config {
+    enable = true
+    filter = "ERRORS_ONLY"
+  }
+}
+
+# ---------------------------------------------------------------- firewall
+# A custom VPC denies all ingress by default; these rules are the only ways in.
+
+resource "google_compute_firewall" "admin_ssh" {
+  name          = "${var.name_prefix}-admin-ssh"
+  network       = google_compute_network.this.id
+  direction     = "INGRESS"
+  source_ranges = var.admin_cidrs
+  target_tags   = [local.node_tag]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["22"]
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
+resource "google_compute_firewall" "admin_mlflow" {
+  name          = "${var.name_prefix}-admin-mlflow"
+  network       = google_compute_network.this.id
+  direction     = "INGRESS"
+  source_ranges = var.admin_cidrs
+  target_tags   = ["${var.name_prefix}-mlflow"]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["5000"]
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
+resource "google_compute_firewall" "admin_monitoring" {
+  name          = "${var.name_prefix}-admin-monitoring"
+  network       = google_compute_network.this.id
+  direction     = "INGRESS"
+  source_ranges = var.admin_cidrs
+  target_tags   = ["${var.name_prefix}-monitoring"]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["9090", "3000"]
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
+# The prediction endpoint: the gateway (8080) and the predictors (5001).
+resource "google_compute_firewall" "client_endpoint" {
+  count         = length(var.client_cidrs) > 0 ? 1 : 0
+  name          = "${var.name_prefix}-client-endpoint"
+  network       = google_compute_network.this.id
+  direction     = "INGRESS"
+  source_ranges = var.client_cidrs
+  target_tags   = ["${var.name_prefix}-predictors"]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["8080", "5001"]
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
+# Scrapes (9100, 5001, 5000), MLflow client calls and the training run stay
+# inside the subnet.
+resource "google_compute_firewall" "internal" {
+  name          = "${var.name_prefix}-internal"
+  network       = google_compute_network.this.id
+  direction     = "INGRESS"
+  source_ranges = [var.subnet_cidr]
+  target_tags   = [local.node_tag]
+
+  allow {
+    protocol = "tcp"
+  }
+
+  allow {
+    protocol = "udp"
+  }
+
+  allow {
+    protocol = "icmp"
+  }
+
+  log_config {
+    metadata = "EXCLUDE_ALL_METADATA"
+  }
+}
+
+# Identity-Aware Proxy TCP forwarding: Google's fixed forwarding range, and
+# access is still decided per principal by roles/iap.tunnelResourceAccessor.
+resource "google_compute_firewall" "iap" {
+  count         = var.enable_iap_ssh ? 1 : 0
+  name          = "${var.name_prefix}-iap"
+  network       = google_compute_network.this.id
+  direction     = "INGRESS"
+  source_ranges = ["35.235.240.0/20"]
+  target_tags   = [local.node_tag]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["22", "5000", "9090", "3000"]
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
+# ---------------------------------------------------------------- identities
+# Two service accounts instead of the default compute one: only the MLflow
+# server writes artifacts, so only it can touch the bucket. No project-level
+# role at all: no Ops Agent is installed (metrics go to Prometheus), so
+# logging/monitoring writer would be unused privilege.
+
+resource "google_service_account" "mlflow" {
+  account_id   = "${var.name_prefix}-mlflow"
+  display_name = "MLflow server (${var.name_prefix})"
+  description  = "Attached to the MLflow instance; objectAdmin on the artifact bucket only."
+}
+
+resource "google_service_account" "nodes" {
+  account_id   = "${var.name_prefix}-nodes"
+  display_name = "Predictors and monitoring (${var.name_prefix})"
+  description  = "Attached to predictor and monitoring instances; holds no role."
+}
+
+# ---------------------------------------------------------------- artifacts
+
+resource "google_storage_bucket" "artifacts" {
+  # checkov:skip=CKV_GCP_62: access logs would need a second bucket; Cloud Audit Logs (Data Access) are the documented way to audit this bucket
+  count                       = var.create_artifact_bucket ? 1 : 0
+  name                        = local.artifact_bucket_name
+  location                    = local.artifact_bucket_location
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.artifact_bucket_force_destroy
+  labels                      = local.common_labels
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.artifact_noncurrent_days
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket_iam_member" "mlflow_artifacts" {
+  count  = local.artifact_bucket_name != "" ? 1 : 0
+  bucket = var.create_artifact_bucket ? google_storage_bucket.artifacts[0].name : local.artifact_bucket_name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.mlflow.email}"
+}
+
+# ---------------------------------------------------------------- instances
+# Three resources, one per role, so the role label is a literal the tests can
+# read and compare with the inventory groups and the playbooks.
+
+resource "google_compute_instance" "mlflow" {
+  # checkov:skip=CKV_GCP_38: boot disks are encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in clear text
+  # checkov:skip=CKV_GCP_40: a public IP exists only when "mlflow" is in var.public_ip_roles (default: private); firewall limits it to admin_cidrs
+  name                      = local.mlflow_name
+  machine_type              = var.machine_types.mlflow
+  zone                      = var.zone
+  tags                      = [local.node_tag, "${var.name_prefix}-mlflow"]
+  labels                    = { role = "mlflow", stack = var.name_prefix, managed-by = "terraform" }
+  can_ip_forward            = false
+  allow_stopping_for_update = true
+  deletion_protection       = var.deletion_protection
+
+  # Project-wide keys blocked, serial console off, OS Login as configured.
+  metadata = {
+    enable-oslogin         = local.oslogin_metadata
+    block-project-ssh-keys = "TRUE"
+    serial-port-enable     = "FALSE"
+    ssh-keys               = local.ssh_keys
+  }
+
+  boot_disk {
+    initialize_params {
+      image = local.image
+      size  = var.boot_disk_size_gb
+      type  = "pd-balanced"
+    }
+  }
+
+  network_interface {
+    subnetwork = google_compute_subnetwork.this.id
+
+    dynamic "access_config" {
+      for_each = contains(var.public_ip_roles, "mlflow") ? [1] : []
+      content {
+        network_tier = "PREMIUM"
+      }
+    }
+  }
+
+  service_account {
+    email  = google_service_account.mlflow.email
+    scopes = ["cloud-platform"]
+  }
+
+  shielded_instance_config {
+    enable_secure_boot          = true
+    enable_vtpm                 = true
+    enable_integrity_monitoring = true
+  }
+}
+
+resource "google_compute_instance" "predictors" {
+  # checkov:skip=CKV_GCP_38: boot disks are encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in clear text
+  # checkov:skip=CKV_GCP_40: predictors serve clients outside the VPC (var.public_ip_roles, default ["predictors"]); only 8080/5001 from client_cidrs and SSH from admin_cidrs are open
+  count                     = var.predictor_count
+  name                      = local.predictor_names[count.index]
+  machine_type              = var.machine_types.predictors
+  zone                      = var.zone
+  tags                      = [local.node_tag, "${var.name_prefix}-predictors"]
+  labels                    = { role = "predictors", stack = var.name_prefix, managed-by = "terraform" }
+  can_ip_forward            = false
+  allow_stopping_for_update = true
+  deletion_protection       = var.deletion_protection
+
+  # Project-wide keys blocked, serial console off, OS Login as configured.
+  metadata = {
+    enable-oslogin         = local.oslogin_metadata
+    block-project-ssh-keys = "TRUE"
+    serial-port-enable     = "FALSE"
+    ssh-keys               = local.ssh_keys
+  }
+
+  boot_disk {
+    initialize_params {
+      image = local.image
+      size  = var.boot_disk_size_gb
+      type  = "pd-balanced"
+    }
+  }
+
+  network_interface {
+    subnetwork = google_compute_subnetwork.this.id
+
+    dynamic "access_config" {
+      for_each = contains(var.public_ip_roles, "predictors") ? [1] : []
+      content {
+        network_tier = "PREMIUM"
+      }
+    }
+  }
+
+  service_account {
+    email  = google_service_account.nodes.email
+    scopes = ["cloud-platform"]
+  }
+
+  shielded_instance_config {
+    enable_secure_boot          = true
+    enable_vtpm                 = true
+    enable_integrity_monitoring = true
+  }
+}
+
+resource "google_compute_instance" "monitoring" {
+  # checkov:skip=CKV_GCP_38: boot disks are encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in clear text
+  # checkov:skip=CKV_GCP_40: a public IP exists only when "monitoring" is in var.public_ip_roles (default: private); firewall limits it to admin_cidrs
+  name                      = local.monitoring_name
+  machine_type              = var.machine_types.monitoring
+  zone                      = var.zone
+  tags                      = [local.node_tag, "${var.name_prefix}-monitoring"]
+  labels                    = { role = "monitoring", stack = var.name_prefix, managed-by = "terraform" }
+  can_ip_forward            = false
+  allow_stopping_for_update = true
+  deletion_protection       = var.deletion_protection
+
+  # Project-wide keys blocked, serial console off, OS Login as configured.
+  metadata = {
+    enable-oslogin         = local.oslogin_metadata
+    block-project-ssh-keys = "TRUE"
+    serial-port-enable     = "FALSE"
+    ssh-keys               = local.ssh_keys
+  }
+
+  boot_disk {
+    initialize_params {
+      image = local.image
+      size  = var.boot_disk_size_gb
+      type  = "pd-balanced"
+    }
+  }
+
+  network_interface {
+    subnetwork = google_compute_subnetwork.this.id
+
+    dynamic "access_config" {
+      for_each = contains(var.public_ip_roles, "monitoring") ? [1] : []
+      content {
+        network_tier = "PREMIUM"
+      }
+    }
+  }
+
+  service_account {
+    email  = google_service_account.nodes.email
+    scopes = ["cloud-platform"]
+  }
+
+  shielded_instance_config {
+    enable_secure_boot          = true
+    enable_vtpm                 = true
+    enable_integrity_monitoring = true
+  }
+}
+
+# ---------------------------------------------------------------- access for Ansible
+# Granted on these instances only, never project-wide.
+
+resource "google_compute_instance_iam_member" "os_admin_login" {
+  for_each      = var.enable_oslogin ? local.login_grants : {}
+  zone          = var.zone
+  instance_name = each.value.instance
+  role          = "roles/compute.osAdminLogin"
+  member        = each.value.member
+
+  depends_on = [google_compute_instance.mlflow, google_compute_instance.predictors, google_compute_instance.monitoring]
+}
+
+resource "google_iap_tunnel_instance_iam_member" "tunnel" {
+  for_each = var.enable_iap_ssh ? local.login_grants : {}
+  zone     = var.zone
+  instance = each.value.instance
+  role     = "roles/iap.tunnelResourceAccessor"
+  member   = each.value.member
+
+  depends_on = [google_compute_instance.mlflow, google_compute_instance.predictors, google_compute_instance.monitoring]
+}
+
+# OS Login to an instance that runs as a service account also requires
+# actAs on that service account.
+resource "google_service_account_iam_member" "mlflow_user" {
+  for_each           = var.enable_oslogin ? toset(var.ansible_members) : toset([])
+  service_account_id = google_service_account.mlflow.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = each.value
+}
+
+resource "google_service_account_iam_member" "nodes_user" {
+  for_each           = var.enable_oslogin ? toset(var.ansible_members) : toset([])
+  service_account_id = google_service_account.nodes.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = each.value
+}

@@ -1,0 +1,60 @@
+output "instances" {
+  description = "Every instance by Ansible group (the `role` label): name, zone, private and public IP."
+  value = {
+    for role, nodes in {
+      mlflow     = [google_compute_instance.mlflow]
+      predictors = google_compute_instance.predictors
+      monitoring = [google_compute_instance.monitoring]
+      } : role => [
+      for i in nodes : {
+        name       = i.name
+        zone       = i.zone
+        private_ip = i.network_interface[0].network_ip
+        public_ip  = try(i.network_interface[0].access_config[0].nat_ip, null)
+      }
+    ]
+  }
+}
+
+output "mlflow_private_url" {
+  description = "MLflow tracking URI inside the VPC (what predictors and the training use)."
+  value       = "http://${google_compute_instance.mlflow.network_interface[0].network_ip}:5000"
+}
+
+output "artifact_bucket" {
+  description = "GCS bucket for MLflow artifacts, empty when none. Export it as GCP_ARTIFACT_BUCKET for the GCP inventory."
+  value       = local.artifact_bucket_name
+}
+
+output "mlflow_artifacts_destination" {
+  description = "Value for mlflow_server_artifacts_destination, empty when there is no bucket."
+  value       = local.artifact_bucket_name != "" ? "gs://${local.artifact_bucket_name}/mlflow-artifacts" : ""
+}
+
+output "service_accounts" {
+  description = "Service accounts attached to the instances."
+  value = {
+    mlflow = google_service_account.mlflow.email
+    nodes  = google_service_account.nodes.email
+  }
+}
+
+output "network" {
+  description = "VPC and subnet names."
+  value = {
+    network    = google_compute_network.this.name
+    subnetwork = google_compute_subnetwork.this.name
+    cidr       = google_compute_subnetwork.this.ip_cidr_range
+  }
+}
+
+output "inventory_environment" {
+  description = "Environment for `ansible-playbook -i inventories/gcp` (see docs/gcp.md)."
+  value = {
+    GCP_PROJECT         = var.project_id
+    GCP_ZONE            = var.zone
+    GCP_STACK           = var.name_prefix
+    GCP_ARTIFACT_BUCKET = local.artifact_bucket_name
+    GCP_SSH_USER        = var.ssh_user
+  }
+}

@@ -1,0 +1,275 @@
+"""The GCP dynamic inventory, without GCP.
+
+1. The real google.cloud.gcp_compute plugin loads inventories/gcp and fails
+   only because there are no credentials (its own message), never for a
+   configuration error.
+2. Its `groups` and `compose` expressions, run by Ansible's constructed plugin
+   over host data shaped like the plugin's output, make exactly the role groups
+   and the right connection addresses.
+3. The group_vars template the SSH settings (IAP tunnel by instance name) and
+   switch MLflow to the GCS bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = ROOT / "inventories" / "gcp"
+CONFIG = INVENTORY / "gcp.yml"
+GROUP_VARS = INVENTORY / "group_vars"
+ROLE_GROUPS = {"mlflow", "predictors", "monitoring"}
+
+# Anything that could hand the plugin real credentials, or make google-auth
+# probe a metadata server, is removed from the environment.
+CREDENTIAL_ENV = (
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_CLOUD_PROJECT",
+    "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
+    "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
+    "GCP_AUTH_KIND",
+    "GCP_SERVICE_ACCOUNT_FILE",
+    "GCP_SERVICE_ACCOUNT_CONTENTS",
+    "GCE_CREDENTIALS_FILE_PATH",
+    "GCP_ACCESS_TOKEN",
+)
+
+
+def ansible_tool(name: str) -> str:
+    beside = Path(sys.executable).with_name(name)
+    path = str(beside) if beside.exists() else shutil.which(name)
+    assert path, f"{name} missing: pip install -r requirements.txt"
+    return path
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
+    env.update(
+        ANSIBLE_INVENTORY_UNPARSED_FAILED="true",
+        # no gcloud configuration (and so no application default credentials)
+        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
+        # never probe the GCE metadata server: this machine is not on GCP
+        NO_GCE_CHECK="true",
+        ANSIBLE_NOCOLOR="1",
+    )
+    if (ROOT / "ansible.cfg").exists():
+        env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------- the real plugin
+
+
+@pytest.mark.parametrize("source", ["inventories/gcp/gcp.yml", "inventories/gcp"])
+def test_plugin_fails_only_for_missing_credentials(tmp_path: Path, source: str) -> None:
+    result = subprocess.run(
+        [ansible_tool("ansible-inventory"), "-i", source, "--graph", "-vvv"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=clean_env(tmp_path),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"parsed without credentials?\n{output[-3000:]}"
+    # the file was recognised and handed to the GCP plugin...
+    assert "google.cloud.plugins.inventory.gcp_compute" in output, output[-3000:]
+    # ...which got as far as asking for credentials: the configuration is valid
+    reasons = re.findall(r"Failed to parse inventory with 'auto' plugin: (.*)", output)
+    assert reasons, output[-3000:]
+    assert all(re.search(r"default credentials were not found", r, re.I) for r in reasons), reasons
+
+
+def test_config_is_keyless_and_makes_only_role_groups() -> None:
+    assert CONFIG.name.endswith(("gcp.yml", "gcp_compute.yml"))
+    cfg = yaml.safe_load(CONFIG.read_text())
+    assert cfg["plugin"] == "google.cloud.gcp_compute"
+    assert cfg["auth_kind"] == "application"
+    assert not {"service_account_file", "service_account_contents", "access_token"} & set(cfg)
+    assert set(cfg["groups"]) == ROLE_GROUPS
+    assert "keyed_groups" not in cfg
+    assert cfg["hostnames"] == ["name"], "IAP tunnels and stable names need instance names"
+    assert cfg["projects"]
+    assert cfg["zones"]
+
+
+# ---------------------------------------------------------------- groups and compose
+
+
+def instance(role: str | None, private: str, public: str | None = None) -> dict[str, object]:
+    """Host variables as the gcp_compute plugin hands them to compose/groups."""
+    interface: dict[str, object] = {"networkIP": private}
+    if public:
+        interface["accessConfigs"] = [{"natIP": public, "type": "ONE_TO_ONE_NAT"}]
+    data: dict[str, object] = {
+        "networkInterfaces": [interface],
+        "zone": "europe-west1-b",
+        "project": "my-project-123",
+        "status": "RUNNING",
+    }
+    if role is not None:
+        data["labels"] = {"role": role, "stack": "mlops"}
+    return data
+
+
+HOSTS = {
+    "mlops-mlflow-1": instance("mlflow", "10.20.0.2"),
+    "mlops-predictor-1": instance("predictors", "10.20.0.3", "203.0.113.5"),
+    "mlops-predictor-2": instance("predictors", "10.20.0.4", "203.0.113.6"),
+    "mlops-monitoring-1": instance("monitoring", "10.20.0.5"),
+    "someone-else": instance("bastion", "10.20.0.9", "203.0.113.9"),
+    "unlabelled": instance(None, "10.20.0.10"),
+}
+
+
+def constructed_inventory(tmp_path: Path) -> Path:
+    """gcp.yml's own groups/compose, run by the constructed plugin over HOSTS,
+    with gcp.yml's group_vars beside it."""
+    cfg = yaml.safe_load(CONFIG.read_text())
+    inv = tmp_path / "inventory"
+    inv.mkdir()
+    (inv / "01-hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": HOSTS}}))
+    constructed = {
+        "plugin": "ansible.builtin.constructed",
+        "strict": True,
+        "groups": cfg["groups"],
+        "compose": cfg["compose"],
+    }
+    (inv / "02-gcp.constructed.yml").write_text(yaml.safe_dump(constructed))
+    shutil.copytree(GROUP_VARS, inv / "group_vars")
+    # what the plugin adds with vars_prefix gcp_
+    host_vars = inv / "host_vars"
+    host_vars.mkdir()
+    for name, data in HOSTS.items():
+        prefixed = {"gcp_" + key: value for key, value in data.items()}
+        (host_vars / f"{name}.yml").write_text(yaml.safe_dump(prefixed))
+    return inv
+
+
+def inventory_list(tmp_path: Path, inv: Path, **env: str) -> dict[str, object]:
+    result = subprocess.run(
+        [ansible_tool("ansible-inventory"), "-i", str(inv), "--list"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=clean_env(tmp_path, **env),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_groups_are_exactly_the_role_labels(tmp_path: Path) -> None:
+    listing = inventory_list(tmp_path, constructed_inventory(tmp_path))
+    groups = {
+        name: set(body.get("hosts", []))
+        for name, body in listing.items()
+        if name not in {"_meta", "all", "ungrouped"}
+    }
+    assert groups == {
+        "mlflow": {"mlops-mlflow-1"},
+        "predictors": {"mlops-predictor-1", "mlops-predictor-2"},
+        "monitoring": {"mlops-monitoring-1"},
+    }
+
+
+def test_ansible_host_is_public_when_there_is_one_else_private(tmp_path: Path) -> None:
+    inv = constructed_inventory(tmp_path)
+    hostvars = inventory_list(tmp_path, inv)["_meta"]["hostvars"]
+    assert hostvars["mlops-mlflow-1"]["ansible_host"] == "10.20.0.2"
+    assert hostvars["mlops-predictor-1"]["ansible_host"] == "203.0.113.5"
+    for name, data in HOSTS.items():
+        private = data["networkInterfaces"][0]["networkIP"]
+        assert hostvars[name]["mlops_node_address"] == private, "nodes talk on private IPs"
+        assert hostvars[name]["gcp_private_ip"] == private
+
+    forced = inventory_list(tmp_path, inv, GCP_INVENTORY_PRIVATE_IP="true")["_meta"]["hostvars"]
+    assert forced["mlops-predictor-1"]["ansible_host"] == "10.20.0.3"
+
+
+def host_var(tmp_path: Path, inv: Path, host: str, expression: str, *extra: str, **env: str) -> str:
+    """Template one expression for one host, the way a play would see it."""
+    result = subprocess.run(
+        [
+            ansible_tool("ansible"),
+            host,
+            "-i",
+            str(inv),
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            f"msg={{{{ {expression} }}}}",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=clean_env(
+            tmp_path,
+            ANSIBLE_LOAD_CALLBACK_PLUGINS="true",
+            ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+            **env,
+        ),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    return report["plays"][0]["tasks"][0]["hosts"][host]["msg"]
+
+
+def test_ssh_goes_through_iap_by_instance_name(tmp_path: Path) -> None:
+    inv = constructed_inventory(tmp_path)
+    direct = host_var(tmp_path, inv, "mlops-mlflow-1", "ansible_ssh_common_args")
+    assert "ProxyCommand" not in direct
+    assert "StrictHostKeyChecking=accept-new" in direct
+
+    tunnel = host_var(
+        tmp_path, inv, "mlops-mlflow-1", "ansible_ssh_common_args", GCP_SSH_VIA_IAP="true"
+    )
+    assert "gcloud compute start-iap-tunnel mlops-mlflow-1 %p" in tunnel
+    assert "--zone=europe-west1-b" in tunnel
+    assert "--project=my-project-123" in tunnel
+
+    user = host_var(tmp_path, inv, "mlops-mlflow-1", "ansible_user", GCP_SSH_USER="sa_1234")
+    assert user == "sa_1234"
+
+
+def test_mlflow_uses_the_bucket_auth_and_grafana_is_required(tmp_path: Path) -> None:
+    mlflow_vars = yaml.safe_load((GROUP_VARS / "mlflow.yml").read_text())
+    assert mlflow_vars["mlflow_server_artifacts_destination"].startswith("gs://")
+    all_vars = yaml.safe_load((GROUP_VARS / "all.yml").read_text())
+    assert all_vars["mlflow_server_auth_enabled"] is True
+    assert all_vars["grafana_required"] is True
+
+    inv = constructed_inventory(tmp_path)
+    destination = host_var(
+        tmp_path,
+        inv,
+        "mlops-mlflow-1",
+        "mlflow_server_artifacts_destination",
+        GCP_ARTIFACT_BUCKET="my-project-123-mlops-mlflow-artifacts",
+    )
+    assert destination == "gs://my-project-123-mlops-mlflow-artifacts/mlflow-artifacts"
+
+
+def test_backend_store_is_postgresql_only_when_configured(tmp_path: Path) -> None:
+    inv = constructed_inventory(tmp_path)
+    role_default = ("-e", "mlflow_server_home=/var/lib/mlflow")
+    uri = "mlflow_server_backend_store_uri"
+    sqlite = host_var(tmp_path, inv, "mlops-mlflow-1", uri, *role_default)
+    assert sqlite == "sqlite:////var/lib/mlflow/mlflow.db"
+    postgres = "postgresql://mlflow:pw@10.20.0.50:5432/mlflow"
+    configured = host_var(
+        tmp_path, inv, "mlops-mlflow-1", uri, *role_default, MLFLOW_BACKEND_STORE_URI=postgres
+    )
+    assert configured == postgres

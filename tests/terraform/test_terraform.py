@@ -1,0 +1,425 @@
+"""Static tests of terraform/: formatting, checkov, variable validation, and the
+contract between the instance labels, the GCP inventory groups and the playbooks.
+
+Nothing here reaches the provider registry or GCP: `terraform plan` runs on a
+copy of variables.tf alone (no provider, no backend, no state), which is enough
+to evaluate the real validation rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+import yaml
+from hcl2 import SerializationOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+TF = ROOT / "terraform"
+GCP_INVENTORY = ROOT / "inventories" / "gcp" / "gcp.yml"
+PLAYBOOKS = ROOT / "playbooks"
+
+ROLE_GROUPS = {"mlflow", "predictors", "monitoring"}
+# Which playbook converges which group (DESIGN.md, data flow).
+PLAYBOOK_GROUP = {
+    "mlflow.yml": "mlflow",
+    "predictor.yml": "predictors",
+    "monitoring.yml": "monitoring",
+}
+ADMIN_PORTS = {"22", "5000", "9090", "3000"}
+OPEN_WORLD = {"0.0.0.0/0", "::/0"}
+
+HCL_OPTIONS = SerializationOptions(strip_string_quotes=True, with_comments=False)
+
+
+def terraform_bin() -> str:
+    path = shutil.which("terraform")
+    if path is None:
+        pytest.skip(
+            "terraform binary not found on PATH: fmt and validation tests need Terraform >= 1.5"
+        )
+    return path
+
+
+def load_hcl(path: Path) -> dict[str, Any]:
+    with path.open() as f:
+        return hcl2.load(f, serialization_options=HCL_OPTIONS)
+
+
+def blocks(kind: str) -> list[dict[str, Any]]:
+    """All top-level blocks of one kind (resource, variable, ...) across terraform/*.tf."""
+    out: list[dict[str, Any]] = []
+    for tf in sorted(TF.glob("*.tf")):
+        out.extend(load_hcl(tf).get(kind, []))
+    return out
+
+
+def resources(rtype: str) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for block in blocks("resource"):
+        for t, named in block.items():
+            if t == rtype:
+                found.update(named)
+    return found
+
+
+def variables() -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for block in blocks("variable"):
+        found.update(block)
+    return found
+
+
+def inventory_groups() -> dict[str, str]:
+    """Group name -> the `role` label value its condition selects, from gcp.yml."""
+    cfg = yaml.safe_load(GCP_INVENTORY.read_text())
+    groups = {}
+    for name, condition in (cfg.get("groups") or {}).items():
+        match = re.search(r"labels\.role\b.*==\s*['\"]([^'\"]+)['\"]", condition)
+        assert match, f"inventory group {name} is not selected by the role label: {condition!r}"
+        groups[name] = match.group(1)
+    return groups
+
+
+def playbook_targets() -> dict[str, set[str]]:
+    """Playbook file name -> the group names its plays target (`hosts:`)."""
+    targets: dict[str, set[str]] = {}
+    for path in sorted(PLAYBOOKS.glob("*.yml")):
+        plays = yaml.safe_load(path.read_text()) or []
+        names: set[str] = set()
+        for play in plays if isinstance(plays, list) else []:
+            hosts = play.get("hosts") if isinstance(play, dict) else None
+            # a templated pattern cannot be read statically: it is skipped whole
+            if hosts is None or "{{" in str(hosts):
+                continue
+            patterns = hosts if isinstance(hosts, list) else re.split(r"[:,]", str(hosts))
+            for pattern in patterns:
+                pattern = str(pattern).strip().lstrip("&!")
+                if pattern and "{{" not in pattern:
+                    names.add(pattern)
+        targets[path.name] = names
+    return targets
+
+
+# ---------------------------------------------------------------- tools
+
+
+def test_terraform_fmt() -> None:
+    terraform = terraform_bin()
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(TF)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"terraform fmt wants changes:\n{result.stdout}{result.stderr}"
+
+
+def test_examples_are_formatted(tmp_path: Path) -> None:
+    """fmt ignores *.example: check them under a name it reads."""
+    terraform = terraform_bin()
+    for example in ("terraform.tfvars.example", "backend.hcl.example"):
+        shutil.copy(TF / example, tmp_path / (example.split(".")[0] + ".tfvars"))
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-diff", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"an example file is not terraform-formatted:\n{result.stdout}"
+
+
+def test_checkov_reports_no_failed_check() -> None:
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "checkov.sh"), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
+    output = f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"checkov failed (rc {result.returncode}):\n{output}"
+    report = json.loads(result.stdout)
+    reports = report if isinstance(report, list) else [report]
+    summary = {
+        k: sum(r["summary"][k] for r in reports)
+        for k in ("passed", "failed", "skipped", "parsing_errors")
+    }
+    failed = [
+        c["check_id"] + " " + c["resource"]
+        for r in reports
+        for c in r["results"].get("failed_checks", [])
+    ]
+    assert summary["failed"] == 0, f"checkov failed checks: {failed}"
+    assert summary["parsing_errors"] == 0, summary
+    assert summary["passed"] > 0, summary
+
+
+def test_every_checkov_skip_is_justified() -> None:
+    skips = []
+    for tf in TF.glob("*.tf"):
+        for line in tf.read_text().splitlines():
+            if "checkov:skip" in line:
+                match = re.search(r"#\s*checkov:skip=(CKV2?_[A-Z]+_\d+):\s*(.+)$", line)
+                assert match, f"{tf.name}: malformed skip {line.strip()!r}"
+                assert len(match.group(2).split()) >= 5, (
+                    f"{tf.name}: skip without a real reason: {line.strip()!r}"
+                )
+                skips.append(match.group(1))
+    # CKV_GCP_2 is the 0.0.0.0/0 SSH check: it must never be silenced.
+    assert "CKV_GCP_2" not in skips
+
+
+# ---------------------------------------------------------------- labels, groups, playbooks
+
+
+def test_role_labels_are_the_inventory_groups() -> None:
+    instances = resources("google_compute_instance")
+    assert instances, "no google_compute_instance in terraform/"
+    labels = {name: body["labels"]["role"] for name, body in instances.items()}
+    assert set(labels.values()) == ROLE_GROUPS
+    groups = inventory_groups()
+    assert set(groups) == ROLE_GROUPS, "the GCP inventory must make exactly the role groups"
+    assert all(group == label for group, label in groups.items()), (
+        f"group name != role label: {groups}"
+    )
+    assert set(groups.values()) == set(labels.values())
+    assert "keyed_groups" not in yaml.safe_load(GCP_INVENTORY.read_text()), (
+        "keyed_groups would add groups"
+    )
+
+
+def test_inventory_filters_on_the_stack_label() -> None:
+    cfg = yaml.safe_load(GCP_INVENTORY.read_text())
+    prefix_default = variables()["name_prefix"]["default"]
+    assert f"labels.stack = {prefix_default}" in cfg["filters"]
+    for body in resources("google_compute_instance").values():
+        assert body["labels"]["stack"] == "${var.name_prefix}"
+
+
+def test_playbooks_target_the_role_groups() -> None:
+    targets = playbook_targets()
+    groups = set(inventory_groups())
+    for playbook, group in PLAYBOOK_GROUP.items():
+        if playbook in targets:
+            assert group in targets[playbook], (
+                f"playbooks/{playbook} must target {group}: {targets[playbook]}"
+            )
+    targeted = set().union(*targets.values()) if targets else set()
+    unknown = targeted - groups - {"all", "localhost", "ungrouped"}
+    assert not unknown, f"playbooks target groups the GCP inventory never makes: {unknown}"
+    if "mlflow.yml" in targets:
+        untargeted = groups - targeted
+        assert not untargeted, f"inventory groups no playbook converges: {untargeted}"
+
+
+# ---------------------------------------------------------------- firewall, instances
+
+
+def test_no_admin_port_is_open_to_the_world() -> None:
+    variables_ = variables()
+    for name, rule in resources("google_compute_firewall").items():
+        ports: set[str] = set()
+        all_ports = False
+        for allow in rule.get("allow", []):
+            if "ports" in allow:
+                ports.update(allow["ports"])
+            else:
+                all_ports = True
+        if not (all_ports or ports & ADMIN_PORTS):
+            continue
+        sources = rule["source_ranges"]
+        if isinstance(sources, str):
+            match = re.fullmatch(r"\$\{var\.(\w+)\}", sources)
+            assert match, f"{name}: source_ranges must be a list or one variable: {sources!r}"
+            var = variables_[match.group(1)]
+            assert not OPEN_WORLD & set(var.get("default") or []), (
+                f"{name}: {match.group(1)} defaults to the world"
+            )
+            conditions = " ".join(v["condition"] for v in var.get("validation", []))
+            assert "0.0.0.0/0" in conditions, (
+                f"{name}: {match.group(1)} must reject 0.0.0.0/0 by validation"
+            )
+        else:
+            assert not OPEN_WORLD & set(sources), (
+                f"{name} opens {ports or 'all ports'} to the world"
+            )
+
+
+def test_instances_are_hardened_and_install_nothing() -> None:
+    for name, body in resources("google_compute_instance").items():
+        shielded = body["shielded_instance_config"][0]
+        assert shielded["enable_secure_boot"] is True, name
+        assert shielded["enable_vtpm"] is True, name
+        assert shielded["enable_integrity_monitoring"] is True, name
+        metadata = body["metadata"]
+        assert "enable-oslogin" in metadata, name
+        assert metadata["block-project-ssh-keys"] == "TRUE", name
+        assert metadata["serial-port-enable"] == "FALSE", name
+        # software comes from Ansible, never from a startup script
+        assert "startup-script" not in metadata, name
+        assert "metadata_startup_script" not in body, name
+        service_account = body["service_account"][0]["email"]
+        assert "google_service_account." in service_account, (
+            f"{name} must not use the default service account"
+        )
+        # a public IP only through var.public_ip_roles, never unconditionally
+        interface = body["network_interface"][0]
+        assert "access_config" not in interface, f"{name}: unconditional public IP"
+    public_default = set(variables()["public_ip_roles"]["default"])
+    assert public_default <= {"predictors"}, "mlflow and monitoring stay private by default"
+
+
+def test_service_accounts_hold_no_project_role() -> None:
+    assert not resources("google_project_iam_member"), (
+        "no project-wide role for the instance service accounts"
+    )
+    assert not resources("google_project_iam_binding")
+    bucket_grants = resources("google_storage_bucket_iam_member")
+    assert {g["role"] for g in bucket_grants.values()} == {"roles/storage.objectAdmin"}
+    assert all("google_service_account.mlflow" in g["member"] for g in bucket_grants.values())
+
+
+def test_artifact_bucket_is_private_and_versioned() -> None:
+    bucket = resources("google_storage_bucket")["artifacts"]
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"][0]["enabled"] is True
+
+
+def test_backend_is_partial_gcs_and_nothing_secret_is_tracked() -> None:
+    versions = load_hcl(TF / "versions.tf")["terraform"][0]
+    assert versions["backend"] == [{"gcs": {"__is_block__": True}}], (
+        "backend must be `gcs {}`, filled by backend.hcl"
+    )
+    assert "google" in versions["required_providers"][0]
+    assert re.search(r"\d+\.\d+", versions["required_providers"][0]["google"]["version"])
+    assert ">= 1.5" in versions["required_version"]
+    for provider in blocks("provider"):
+        for body in provider.values():
+            assert "credentials" not in body, (
+                "credentials come from ADC, never from the configuration"
+            )
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git not found: cannot check what git ignores")
+    for path in (
+        "terraform/terraform.tfstate",
+        "terraform/x.tfstate.backup",
+        "terraform/terraform.tfvars",
+        "terraform/backend.hcl",
+        "terraform/.terraform/providers",
+        "terraform/plan.tfplan",
+    ):
+        ignored = subprocess.run([git, "check-ignore", "-q", path], cwd=ROOT, check=False)
+        assert ignored.returncode == 0, f"{path} is not git-ignored"
+    tracked = subprocess.run(
+        [git, "ls-files", "terraform"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    bad = [
+        f
+        for f in tracked.stdout.split()
+        if re.search(r"(\.tfstate|\.tfvars|backend\.hcl|\.json|\.pem|\.key)$", f)
+    ]
+    assert not bad, f"state, variables or keys tracked in git: {bad}"
+
+
+# ---------------------------------------------------------------- variables
+
+
+def test_every_typed_variable_is_validated() -> None:
+    """A bool needs no validation (its type is its whole domain); everything else has one."""
+    missing = [
+        name
+        for name, var in variables().items()
+        if "type" in var and var["type"] != "bool" and not var.get("validation")
+    ]
+    assert not missing, f"variables without validation: {missing}"
+
+
+def test_admin_cidrs_default_and_validation() -> None:
+    admin = variables()["admin_cidrs"]
+    assert not OPEN_WORLD & set(admin.get("default") or []), (
+        "admin_cidrs must not default to the world"
+    )
+    conditions = " ".join(v["condition"] for v in admin["validation"])
+    assert "0.0.0.0/0" in conditions
+
+
+VALID = {"project_id": "my-project-123", "admin_cidrs": '["203.0.113.10/32"]'}
+
+
+def plan_variables(tmp_path: Path, overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`terraform plan` on variables.tf alone: evaluates every validation rule, offline."""
+    terraform = terraform_bin()
+    workdir = tmp_path / "vars"
+    workdir.mkdir(exist_ok=True)
+    shutil.copy(TF / "variables.tf", workdir / "variables.tf")
+    args = [
+        terraform,
+        f"-chdir={workdir}",
+        "plan",
+        "-input=false",
+        "-no-color",
+        "-lock=false",
+        "-refresh=false",
+    ]
+    for key, value in {**VALID, **overrides}.items():
+        args += ["-var", f"{key}={value}"]
+    env = {
+        "TF_IN_AUTOMATION": "1",
+        "TF_DATA_DIR": str(workdir / ".terraform"),
+        "CHECKPOINT_DISABLE": "1",
+    }
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )
+
+
+def test_valid_variables_pass_validation(tmp_path: Path) -> None:
+    result = plan_variables(
+        tmp_path,
+        {
+            "client_cidrs": '["0.0.0.0/0"]',  # a public prediction endpoint is a deliberate choice
+            "ssh_public_key": "ssh-ed25519 " + "A" * 68 + " ansible@ci",
+            "ansible_members": '["serviceAccount:deployer@my-project-123.iam.gserviceaccount.com"]',
+            "machine_types": '{mlflow = "n2-standard-4"}',
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"admin_cidrs": '["0.0.0.0/0"]'}, "must not contain 0.0.0.0/0"),
+        ({"admin_cidrs": '["203.0.113.10/32", "::/0"]'}, "must not contain 0.0.0.0/0"),
+        ({"admin_cidrs": '["0.0.0.0/1", "128.0.0.0/1"]'}, "must not contain 0.0.0.0/0"),
+        ({"admin_cidrs": "[]"}, "at least one valid CIDR"),
+        ({"admin_cidrs": '["office"]'}, "at least one valid CIDR"),
+        ({"project_id": "My_Project"}, "project_id must be"),
+        ({"zone": "europe-west1"}, "zone must look like"),
+        ({"predictor_count": "0"}, "predictor_count must be"),
+        ({"predictor_count": "1.5"}, "predictor_count must be"),
+        ({"public_ip_roles": '["bastion"]'}, "public_ip_roles may only"),
+        ({"ssh_public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}, "Never a private key"),
+        ({"client_cidrs": '["10.0.0.0/33"]'}, "client_cidrs must hold valid"),
+        ({"ansible_members": '["deployer@example.com"]'}, "ansible_members entries"),
+        ({"machine_types": '{predictors = "big one"}'}, "machine_types values"),
+    ],
+)
+def test_invalid_variables_are_rejected(
+    tmp_path: Path, overrides: dict[str, str], message: str
+) -> None:
+    result = plan_variables(tmp_path, overrides)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, f"accepted {overrides}"
+    assert "Invalid value for variable" in output, output
+    assert message in output, output
