@@ -1,0 +1,165 @@
+"""Shared helpers of the monitoring tests: paths, metric names, PromQL parsing, rendering."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = ROOT / "collections" / "ansible_collections" / "mlops" / "stack" / "roles"
+PROMETHEUS_ROLE = ROLES / "prometheus"
+RULES_FILE = PROMETHEUS_ROLE / "files" / "rules" / "mlops.rules.yml"
+RULES_TEST_FILE = PROMETHEUS_ROLE / "tests" / "mlops.rules.test.yml"
+
+# Series the predictor app exports (fixed by the design; histograms as _bucket/_sum/_count).
+PREDICTOR_METRICS = {
+    "predictor_requests_total",
+    "predictor_request_duration_seconds_bucket",
+    "predictor_request_duration_seconds_sum",
+    "predictor_request_duration_seconds_count",
+    "predictor_predictions_total",
+    "predictor_feature_value_bucket",
+    "predictor_feature_value_sum",
+    "predictor_feature_value_count",
+    "predictor_model_info",
+    "predictor_model_reloads_total",
+    "predictor_model_reload_failures_total",
+    "predictor_registry_last_success_timestamp_seconds",
+    "predictor_registry_up",
+}
+
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (labels, functions and keywords removed)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # range and subquery windows
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    names = set()
+    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
+        word = match.group(0)
+        following = expr[match.end() :].lstrip()
+        if following.startswith("(") or word.lower() in PROMQL_WORDS:
+            continue
+        if re.match(r"\d", expr[match.start() - 1 : match.start()] or " "):
+            continue  # part of a number such as 1e-9
+        names.add(word)
+    return names
+
+
+def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
+
+
+def ansible_playbook() -> str:
+    candidate = Path(sys.executable).with_name("ansible-playbook")
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("ansible-playbook")
+    if found is None:
+        pytest.fail(
+            "ansible-playbook not found: run scripts/bootstrap.sh to create the project venv"
+        )
+    return found
+
+
+def render_prometheus_config(
+    tmp_path: Path, inventory: dict, extra_vars: dict | None = None, host: str = "monitor-1"
+) -> tuple[Path, dict]:
+    """Render the role's prometheus.yml template for `host` of `inventory` with ansible itself.
+
+    The play loads the role's real defaults and vars; overrides go in as extra vars
+    (vars_files outrank play vars). Returns the rendered file and its parsed YAML.
+    """
+    etc = tmp_path / "etc"
+    (etc / "rules").mkdir(parents=True, exist_ok=True)
+    inventory_file = tmp_path / "hosts.yml"
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    overrides = {"prometheus_config_dir": str(etc), **(extra_vars or {})}
+    (tmp_path / "overrides.yml").write_text(yaml.safe_dump(overrides))
+    playbook = [
+        {
+            "name": "Render prometheus.yml",
+            "hosts": host,
+            "connection": "local",
+            "gather_facts": False,
+            "vars_files": [
+                str(PROMETHEUS_ROLE / "defaults" / "main.yml"),
+                str(PROMETHEUS_ROLE / "vars" / "main.yml"),
+            ],
+            "tasks": [
+                {
+                    "name": "Render the template",
+                    "ansible.builtin.template": {
+                        "src": str(PROMETHEUS_ROLE / "templates" / "prometheus.yml.j2"),
+                        "dest": "{{ __prometheus_config_file }}",
+                        "mode": "0644",
+                    },
+                }
+            ],
+        }
+    ]
+    playbook_file = tmp_path / "render.yml"
+    playbook_file.write_text(yaml.safe_dump(playbook, sort_keys=False))
+    cfg = tmp_path / "ansible.cfg"
+    cfg.write_text("[defaults]\nretry_files_enabled = false\n")
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(cfg),
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    result = run(
+        [
+            ansible_playbook(),
+            "-i",
+            str(inventory_file),
+            str(playbook_file),
+            "-e",
+            f"@{tmp_path / 'overrides.yml'}",
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rendered = etc / "prometheus.yml"
+    return rendered, yaml.safe_load(rendered.read_text())
+
+
+def lab_inventory(predictors: int = 2, gateway: bool = False) -> dict:
+    """The four-node lab (mlflow-1, predictor-N, monitor-1), optionally with a gateway group."""
+    children: dict = {
+        "mlflow": {"hosts": {"mlflow-1": None}},
+        "predictors": {"hosts": {f"predictor-{i}": None for i in range(1, predictors + 1)}},
+        "monitoring": {"hosts": {"monitor-1": None}},
+    }
+    if gateway:
+        children["gateway"] = {"hosts": {"monitor-1": None}}
+    return {
+        "all": {"vars": {"mlops_node_address": "{{ inventory_hostname }}"}, "children": children}
+    }
