@@ -52,13 +52,25 @@ class MlflowServer:
         log = (self.root / "server.log").open("ab")
         self.proc = subprocess.Popen(
             [
-                mlflow_bin, "server",
-                "--host", "127.0.0.1", "--port", str(self.port),
-                "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-                "--artifacts-destination", str(self.root / "artifacts"),
-                "--serve-artifacts", "--workers", "1",
+                mlflow_bin,
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.root / "artifacts"),
+                "--serve-artifacts",
+                "--workers",
+                "1",
             ],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            # the job workers (huey) are not used by the tests and cost a core
+            env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
         )
         wait_http(f"{self.url}/health")
 

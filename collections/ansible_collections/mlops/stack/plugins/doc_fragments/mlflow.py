@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# Copyright: mlops-stack developers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    # Connection options shared by the MLflow modules of mlops.stack
+    DOCUMENTATION = r"""
+options:
+  tracking_uri:
+    description:
+      - URI of the MLflow tracking server (and Model Registry), for example V(http://127.0.0.1:5000).
+      - An HTTP(S) server must answer C(GET <tracking_uri>/health) within O(request_timeout)
+        seconds, otherwise the module fails with a message naming the URI.
+      - If not set, the E(MLFLOW_TRACKING_URI) environment variable of the target is used.
+    type: str
+    required: true
+  tracking_username:
+    description:
+      - User for MLflow's basic authentication.
+      - If not set, the E(MLFLOW_TRACKING_USERNAME) environment variable is used.
+    type: str
+  tracking_password:
+    description:
+      - Password for MLflow's basic authentication.
+      - If not set, the E(MLFLOW_TRACKING_PASSWORD) environment variable is used.
+    type: str
+  request_timeout:
+    description:
+      - Seconds to wait for each HTTP request to MLflow.
+      - MLflow's own retries are limited to one, so an unreachable server fails in seconds
+        rather than after minutes of back-off.
+    type: int
+    default: 10
+requirements:
+  - mlflow >= 3.0 (mlflow-skinny is enough)
+  - scikit-learn
+  - skops
+  - mlops-model (the C(model/) package of this repository) in the Python interpreter that runs
+    the module
+"""

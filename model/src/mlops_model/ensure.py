@@ -1,0 +1,237 @@
+"""The idempotent "ensure this model exists and holds the alias" flow.
+
+Used by the CLI (``python -m mlops_model train``) and by the Ansible module
+``mlops.stack.mlflow_model``. Same parameters + same data + same code = same
+fingerprint = the existing version is reused, nothing is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from mlops_model.errors import InvalidParameter
+from mlops_model.registry import (
+    DEFAULT_REQUEST_TIMEOUT,
+    GATE_FAILED,
+    GATE_PASSED,
+    Decision,
+    Registry,
+    decide_promotion,
+    gate_passed,
+    validate_alias,
+    validate_min_accuracy,
+    validate_model_name,
+)
+from mlops_model.schema import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from mlops_model.train import TrainParams, fingerprint, train
+
+
+def params_from_mapping(values: Mapping[str, Any]) -> TrainParams:
+    """Build :class:`TrainParams` from a mapping, ignoring ``None`` for defaulted fields."""
+    fields = ("n_estimators", "max_depth", "min_samples_leaf", "random_state", "test_size")
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise InvalidParameter(unknown[0], f"unknown training parameter(s): {', '.join(unknown)}")
+    kwargs = {
+        k: values[k] for k in fields if k in values and (values[k] is not None or k == "max_depth")
+    }
+    return TrainParams(**kwargs)
+
+
+def ensure_model(
+    tracking_uri: str,
+    model_name: str = DEFAULT_MODEL_NAME,
+    alias: str | None = DEFAULT_ALIAS,
+    params: TrainParams | None = None,
+    min_accuracy: float = 0.9,
+    force: bool = False,
+    check_mode: bool = False,
+    *,
+    experiment_name: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    request_timeout: int = DEFAULT_REQUEST_TIMEOUT,
+) -> dict[str, Any]:
+    """Ensure a version trained with ``params`` exists; if it passes the gate, it holds ``alias``.
+
+    Steps: validate everything (no network), check the server answers, look for a
+    version tagged with this fingerprint; if there is none, train, log and
+    register one (tags ``mlops.fingerprint``, ``mlops.gate``); then apply the
+    gate (:func:`~mlops_model.registry.decide_promotion`) and move the alias.
+    ``alias=None`` or ``""`` registers without touching any alias.
+
+    In check mode nothing is written to MLflow: a would-be new version is trained in
+    memory to report its metrics, ``version`` is ``None``.
+
+    Returns a JSON-able dict: changed, created, version, run_id, model_uri,
+    metrics, confusion_matrix, fingerprint, gate, alias, alias_before,
+    alias_after, promoted, reason, model_name, params, check_mode.
+    """
+    params = params if params is not None else TrainParams()
+    validate_model_name(model_name)
+    alias = validate_alias(alias)
+    min_accuracy = validate_min_accuracy(min_accuracy)
+    fp = fingerprint(params)
+    experiment = experiment_name or model_name
+
+    with (
+        contextlib.redirect_stdout(sys.stderr),  # MLflow prints run URLs to stdout
+        Registry(
+            tracking_uri, username=username, password=password, request_timeout=request_timeout
+        ) as registry,
+    ):
+        existing = registry.find_version(model_name, fp)
+        alias_before = registry.alias_version(model_name, alias) if alias else None
+
+        confusion: list[list[int]] | None
+        if existing is not None:
+            created = False
+            version: str | None = existing.version
+            run_id = existing.run_id
+            metrics = existing.metrics
+            confusion = existing.confusion_matrix
+            gate = existing.gate or (
+                GATE_PASSED if gate_passed(metrics, min_accuracy) else GATE_FAILED
+            )
+        else:
+            created = True
+            trained = train(params)
+            metrics = trained.evaluation.metrics()
+            confusion = trained.evaluation.confusion_matrix
+            gate = GATE_PASSED if gate_passed(metrics, min_accuracy) else GATE_FAILED
+            if check_mode:
+                version, run_id = None, None
+            else:
+                version, run_id = registry.log_and_register(
+                    name=model_name,
+                    experiment_name=experiment,
+                    trained=trained,
+                    fingerprint=fp,
+                    min_accuracy=min_accuracy,
+                )
+
+        promoted = False
+        alias_after = alias_before
+        if alias is None:
+            decision = Decision(False, "no alias requested")
+        elif version is not None and alias_before == version:
+            decision = Decision(False, f"alias {alias!r} already points to version {version}")
+        else:
+            holder_metrics = (
+                registry.run_metrics(_run_of(registry, model_name, alias_before))
+                if alias_before
+                else None
+            )
+            decision = decide_promotion(metrics, holder_metrics, min_accuracy, force)
+            if decision.promote:
+                promoted = True
+                alias_after = version
+                if not check_mode:
+                    assert version is not None
+                    registry.set_alias(model_name, alias, version)
+
+    return {
+        "changed": created or promoted,
+        "created": created,
+        "check_mode": check_mode,
+        "model_name": model_name,
+        "version": version,
+        "model_uri": f"models:/{model_name}/{version}" if version else None,
+        "run_id": run_id,
+        "metrics": metrics,
+        "confusion_matrix": confusion,
+        "fingerprint": fp,
+        "gate": gate,
+        "alias": alias,
+        "alias_before": alias_before,
+        "alias_after": alias_after,
+        "promoted": promoted,
+        "reason": decision.reason,
+        "params": params.as_dict(),
+    }
+
+
+def _run_of(registry: Registry, name: str, version: str | None) -> str | None:
+    if version is None:
+        return None
+    info = registry.version_info(name, version)
+    return info.run_id if info else None
+
+
+def model_info(
+    tracking_uri: str,
+    model_name: str = DEFAULT_MODEL_NAME,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    request_timeout: int = DEFAULT_REQUEST_TIMEOUT,
+) -> dict[str, Any]:
+    """Read-only: versions and aliases of a registered model (``exists: false`` if unknown)."""
+    validate_model_name(model_name)
+    with (
+        contextlib.redirect_stdout(sys.stderr),
+        Registry(
+            tracking_uri, username=username, password=password, request_timeout=request_timeout
+        ) as registry,
+    ):
+        return registry.describe(model_name)
+
+
+def set_alias(
+    tracking_uri: str,
+    model_name: str,
+    alias: str,
+    version: str,
+    *,
+    check_mode: bool = False,
+    require_gate: bool = True,
+    username: str | None = None,
+    password: str | None = None,
+    request_timeout: int = DEFAULT_REQUEST_TIMEOUT,
+) -> dict[str, Any]:
+    """Point ``alias`` at an existing ``version`` (promote or roll back), idempotently.
+
+    With ``require_gate`` the version must carry ``mlops.gate=passed``.
+    """
+    validate_model_name(model_name)
+    checked = validate_alias(alias)
+    if checked is None:
+        raise InvalidParameter("alias", "alias must not be empty")
+    version = str(version).strip()
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidParameter("version", f"version must be a positive integer, got {version!r}")
+    version = str(int(version))
+    with (
+        contextlib.redirect_stdout(sys.stderr),
+        Registry(
+            tracking_uri, username=username, password=password, request_timeout=request_timeout
+        ) as registry,
+    ):
+        info = registry.version_info(model_name, version)
+        if info is None:
+            raise InvalidParameter("version", f"{model_name!r} has no version {version}")
+        if require_gate and info.gate != GATE_PASSED:
+            raise InvalidParameter(
+                "version",
+                f"version {version} of {model_name!r} did not pass the gate "
+                f"(mlops.gate={info.gate!r}); passing versions: "
+                f"{registry.versions_passing_gate(model_name)}",
+            )
+        before = registry.alias_version(model_name, checked)
+        changed = before != version
+        if changed and not check_mode:
+            registry.set_alias(model_name, checked, version)
+    return {
+        "changed": changed,
+        "model_name": model_name,
+        "alias": checked,
+        "alias_before": before,
+        "alias_after": version,
+        "version": version,
+        "run_id": info.run_id,
+        "metrics": info.metrics,
+        "check_mode": check_mode,
+    }

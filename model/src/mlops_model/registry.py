@@ -1,0 +1,678 @@
+"""Everything that touches MLflow: runs, registered versions, aliases, the promotion gate.
+
+Only Model Registry *aliases* are used, never the deprecated stages.
+
+A :class:`Registry` is a context manager bound to one tracking URI. Entering it
+checks that the server answers (a quick ``GET <uri>/health``), bounds MLflow's
+HTTP retries and timeouts (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
+``MLFLOW_HTTP_REQUEST_TIMEOUT``, ...) and passes credentials through
+``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``; leaving it restores
+those variables. Errors come out as :class:`~mlops_model.errors.RegistryUnavailable`
+(naming the URI) or :class:`~mlops_model.errors.RegistryError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import math
+import os
+import re
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException, RestException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from mlops_model import __version__
+from mlops_model.data import TARGET_NAME, dataset_digest, load_frame
+from mlops_model.errors import InvalidParameter, RegistryError, RegistryUnavailable
+from mlops_model.schema import CLASS_NAMES, FINGERPRINT_TAG
+from mlops_model.train import ALGORITHM, TrainedModel
+
+GATE_TAG = "mlops.gate"
+GATE_PASSED = "passed"
+GATE_FAILED = "failed"
+GATE_MIN_ACCURACY_TAG = "mlops.gate.min_accuracy"
+DATASET_DIGEST_TAG = "mlops.dataset_digest"
+CONFUSION_MATRIX_TAG = "mlops.confusion_matrix"
+PACKAGE_VERSION_TAG = "mlops.package_version"
+MODEL_ARTIFACT_NAME = "model"
+CONFUSION_MATRIX_ARTIFACT = "confusion_matrix.json"
+# The only type of a fitted RandomForestClassifier that skops does not trust by
+# default (checked with skops.io.get_untrusted_types on a dumped forest).
+SKOPS_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
+
+DEFAULT_REQUEST_TIMEOUT = 10
+DEFAULT_MAX_RETRIES = 1
+
+# Our alias rule is stricter than MLflow's (``^[\w-]*$``, max 256, not ``latest``,
+# not ``v<digits>``): it must also start with a letter.
+ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,254}$")
+_RESERVED_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
+# MLflow forbids '/' and ':'; we also keep quotes out, names go into filter strings.
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate_alias(alias: str | None) -> str | None:
+    """Return the alias, ``None`` for "move no alias" (``None`` or ``""``), or raise."""
+    if alias is None or alias == "":
+        return None
+    if not isinstance(alias, str):
+        raise InvalidParameter("alias", f"alias must be a string, got {alias!r}")
+    if alias.lower() == "latest":
+        raise InvalidParameter("alias", "alias 'latest' is reserved by MLflow")
+    if _RESERVED_VERSION_ALIAS.match(alias):
+        raise InvalidParameter(
+            "alias", f"alias {alias!r} is reserved by MLflow (v<digits> names a version)"
+        )
+    if not ALIAS_PATTERN.match(alias):
+        raise InvalidParameter(
+            "alias",
+            f"alias {alias!r} is invalid: it must match {ALIAS_PATTERN.pattern} "
+            "(a letter, then letters, digits, '_' or '-')",
+        )
+    return alias
+
+
+def validate_model_name(name: str) -> str:
+    if not isinstance(name, str) or not MODEL_NAME_PATTERN.match(name):
+        raise InvalidParameter(
+            "model_name",
+            f"model_name {name!r} is invalid: it must match {MODEL_NAME_PATTERN.pattern}",
+        )
+    return name
+
+
+def validate_min_accuracy(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidParameter("min_accuracy", f"min_accuracy must be a number, got {value!r}")
+    if not 0.0 <= value <= 1.0:
+        raise InvalidParameter("min_accuracy", f"min_accuracy must be between 0 and 1, got {value}")
+    return float(value)
+
+
+# ---------------------------------------------------------------- the gate
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def decide_promotion(
+    candidate_metrics: Mapping[str, float],
+    champion_metrics: Mapping[str, float] | None,
+    min_accuracy: float,
+    force: bool = False,
+) -> Decision:
+    """The quality gate, a pure function.
+
+    Promote only when the candidate's accuracy reaches ``min_accuracy`` and either
+    nobody holds the alias, the candidate is at least as accurate as the holder,
+    or ``force`` is set. ``force`` never bypasses ``min_accuracy``.
+    """
+    accuracy = candidate_metrics.get("accuracy")
+    if accuracy is None:
+        return Decision(False, "candidate has no accuracy metric")
+    if accuracy < min_accuracy:
+        return Decision(False, f"accuracy {accuracy:.4f} is below min_accuracy {min_accuracy:.4f}")
+    if champion_metrics is None:
+        return Decision(
+            True, f"accuracy {accuracy:.4f} >= min_accuracy {min_accuracy:.4f}; no current holder"
+        )
+    champion = champion_metrics.get("accuracy")
+    if champion is None:
+        return Decision(
+            True,
+            f"accuracy {accuracy:.4f} >= min_accuracy {min_accuracy:.4f}; "
+            "the current holder has no accuracy metric",
+        )
+    if accuracy >= champion:
+        return Decision(
+            True, f"accuracy {accuracy:.4f} >= current holder's accuracy {champion:.4f}"
+        )
+    if force:
+        return Decision(
+            True,
+            f"forced: accuracy {accuracy:.4f} < current holder's accuracy {champion:.4f}",
+        )
+    return Decision(
+        False,
+        f"accuracy {accuracy:.4f} < current holder's accuracy {champion:.4f} "
+        "(force overrides this)",
+    )
+
+
+def gate_passed(metrics: Mapping[str, float], min_accuracy: float) -> bool:
+    """The absolute part of the gate, recorded on every version as ``mlops.gate``."""
+    accuracy = metrics.get("accuracy")
+    return accuracy is not None and accuracy >= min_accuracy
+
+
+# ---------------------------------------------------------------- connection
+
+
+def _is_http(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def check_reachable(
+    tracking_uri: str,
+    timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
+    """Fail fast with :class:`RegistryUnavailable` if an HTTP tracking server does not answer.
+
+    Non-HTTP URIs (``sqlite:``, ``file:``, paths) are local and not checked.
+    """
+    if not _is_http(tracking_uri):
+        return
+    url = tracking_uri.rstrip("/") + "/health"
+    request = urllib.request.Request(url, method="GET")  # noqa: S310 - scheme checked above
+    if username is not None:
+        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            response.read(64)
+    except urllib.error.HTTPError as exc:
+        # 4xx means something answered (maybe behind auth); 5xx is a broken server or proxy
+        if exc.code >= 500:
+            raise RegistryUnavailable(tracking_uri, f"GET {url} answered HTTP {exc.code}") from exc
+    except urllib.error.URLError as exc:
+        raise RegistryUnavailable(tracking_uri, f"GET {url} failed: {exc.reason}") from exc
+    except (OSError, ValueError) as exc:  # timeouts, resets, malformed URLs
+        raise RegistryUnavailable(tracking_uri, f"GET {url} failed: {exc}") from exc
+
+
+def _connection_failure(exc: BaseException) -> bool:
+    text = str(exc)
+    markers = (
+        "Max retries exceeded",
+        "Connection refused",
+        "ConnectionError",
+        "Read timed out",
+        "NewConnectionError",
+        "failed with exception",
+    )
+    if any(marker in text for marker in markers):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and _connection_failure(cause)
+
+
+@contextmanager
+def translate_errors(tracking_uri: str, action: str) -> Iterator[None]:
+    """Turn MLflow/requests/OS errors into this package's exception types."""
+    try:
+        yield
+    except (RegistryError, RegistryUnavailable, InvalidParameter):
+        raise
+    except MlflowException as exc:
+        if not isinstance(exc, RestException) and _connection_failure(exc):
+            raise RegistryUnavailable(tracking_uri, f"{action}: {exc.message}") from exc
+        raise RegistryError(f"{action} failed on {tracking_uri}: {exc.message}") from exc
+    except OSError as exc:  # requests' ConnectionError is an OSError
+        raise RegistryUnavailable(tracking_uri, f"{action}: {exc}") from exc
+
+
+def _not_found(exc: MlflowException) -> bool:
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+# ---------------------------------------------------------------- version view
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What the registry knows about one version, as plain data."""
+
+    name: str
+    version: str
+    run_id: str | None
+    fingerprint: str | None
+    gate: str | None
+    status: str
+    source: str
+    creation_timestamp: int | None
+    aliases: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    confusion_matrix: list[list[int]] | None = None
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["model_uri"] = self.model_uri
+        return data
+
+
+# ---------------------------------------------------------------- the registry
+
+
+class Registry:
+    """MLflow tracking + Model Registry at one URI. Use as a context manager."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        request_timeout: int = DEFAULT_REQUEST_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ) -> None:
+        if not isinstance(tracking_uri, str) or not tracking_uri.strip():
+            raise InvalidParameter("tracking_uri", "tracking_uri must not be empty")
+        if (
+            isinstance(request_timeout, bool)
+            or not isinstance(request_timeout, int)
+            or request_timeout < 1
+        ):
+            raise InvalidParameter(
+                "request_timeout", f"request_timeout must be >= 1, got {request_timeout!r}"
+            )
+        self.tracking_uri = tracking_uri.rstrip("/") if _is_http(tracking_uri) else tracking_uri
+        self.username = username
+        self.password = password
+        self.request_timeout = request_timeout
+        self.max_retries = max_retries
+        self._saved_env: dict[str, str | None] = {}
+        self._client: MlflowClient | None = None
+
+    # -- lifecycle
+
+    def _environment(self) -> dict[str, str | None]:
+        env: dict[str, str | None] = {
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.max_retries),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.request_timeout),
+        }
+        if self.username is not None:
+            env["MLFLOW_TRACKING_USERNAME"] = self.username
+            env["MLFLOW_TRACKING_PASSWORD"] = self.password or ""
+        return env
+
+    def __enter__(self) -> Registry:
+        check_reachable(self.tracking_uri, self.request_timeout, self.username, self.password)
+        for key, value in self._environment().items():
+            self._saved_env[key] = os.environ.get(key)
+            if value is not None:
+                os.environ[key] = value
+        # the fluent API (start_run, log_model) follows the global tracking URI
+        mlflow.set_tracking_uri(self.tracking_uri)
+        self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        self._client = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            raise RuntimeError("use Registry as a context manager: `with Registry(uri) as reg:`")
+        return self._client
+
+    def _errors(self, action: str) -> AbstractContextManager[None]:
+        return translate_errors(self.tracking_uri, action)
+
+    # -- reads
+
+    def aliases(self, name: str) -> dict[str, str] | None:
+        """Alias -> version of a registered model, or ``None`` if the model does not exist."""
+        with self._errors(f"reading registered model {name!r}"):
+            try:
+                model = self.client.get_registered_model(name)
+            except MlflowException as exc:
+                if _not_found(exc):
+                    return None
+                raise
+            return {str(alias): str(version) for alias, version in model.aliases.items()}
+
+    def model_exists(self, name: str) -> bool:
+        return self.aliases(name) is not None
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        """The version holding ``alias``, or ``None``."""
+        return (self.aliases(name) or {}).get(alias)
+
+    def run_metrics(self, run_id: str | None) -> dict[str, float]:
+        """Latest metrics of a run; empty if the run is gone."""
+        if not run_id:
+            return {}
+        with self._errors(f"reading run {run_id}"):
+            try:
+                run = self.client.get_run(run_id)
+            except MlflowException as exc:
+                if _not_found(exc):
+                    return {}
+                raise
+            return {key: float(value) for key, value in run.data.metrics.items()}
+
+    def _run_tags(self, run_id: str | None) -> dict[str, str]:
+        if not run_id:
+            return {}
+        with self._errors(f"reading run {run_id}"):
+            try:
+                return dict(self.client.get_run(run_id).data.tags)
+            except MlflowException as exc:
+                if _not_found(exc):
+                    return {}
+                raise
+
+    def _search(self, filter_string: str) -> list[ModelVersion]:
+        found: list[ModelVersion] = []
+        token: str | None = None
+        with self._errors("searching model versions"):
+            while True:
+                page = self.client.search_model_versions(
+                    filter_string=filter_string, page_token=token
+                )
+                found.extend(page)
+                token = page.token
+                if not token:
+                    return found
+
+    def _info(
+        self, mv: ModelVersion, aliases: Mapping[str, str] | None, with_metrics: bool = True
+    ) -> VersionInfo:
+        tags = dict(mv.tags or {})
+        version = str(mv.version)
+        matrix: list[list[int]] | None = None
+        metrics: dict[str, float] = {}
+        if with_metrics:
+            metrics = self.run_metrics(mv.run_id)
+            raw = self._run_tags(mv.run_id).get(CONFUSION_MATRIX_TAG)
+            if raw:
+                try:
+                    matrix = json.loads(raw)
+                except ValueError:
+                    matrix = None
+        return VersionInfo(
+            name=str(mv.name),
+            version=version,
+            run_id=mv.run_id or None,
+            fingerprint=tags.get(FINGERPRINT_TAG),
+            gate=tags.get(GATE_TAG),
+            status=str(mv.status),
+            source=str(mv.source),
+            creation_timestamp=mv.creation_timestamp,
+            aliases=sorted(a for a, v in (aliases or {}).items() if v == version),
+            metrics=metrics,
+            confusion_matrix=matrix,
+        )
+
+    def find_version(self, name: str, fingerprint: str) -> VersionInfo | None:
+        """The oldest version of ``name`` tagged with ``fingerprint``, or ``None``."""
+        validate_model_name(name)
+        if not re.fullmatch(r"[0-9a-f]{64}", fingerprint):
+            raise InvalidParameter("fingerprint", f"not a sha256 hex digest: {fingerprint!r}")
+        aliases = self.aliases(name)
+        if aliases is None:
+            return None
+        versions = self._search(f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+        if not versions:
+            return None
+        oldest = min(versions, key=lambda mv: int(mv.version))
+        return self._info(oldest, aliases)
+
+    def version_info(self, name: str, version: str) -> VersionInfo | None:
+        aliases = self.aliases(name)
+        if aliases is None:
+            return None
+        with self._errors(f"reading version {version} of {name!r}"):
+            try:
+                mv = self.client.get_model_version(name, str(version))
+            except MlflowException as exc:
+                if _not_found(exc):
+                    return None
+                raise
+        return self._info(mv, aliases)
+
+    def list_versions(self, name: str, with_metrics: bool = True) -> list[VersionInfo] | None:
+        """All versions, oldest first; ``None`` if the registered model does not exist."""
+        validate_model_name(name)
+        aliases = self.aliases(name)
+        if aliases is None:
+            return None
+        versions = sorted(self._search(f"name = '{name}'"), key=lambda mv: int(mv.version))
+        return [self._info(mv, aliases, with_metrics) for mv in versions]
+
+    def versions_passing_gate(self, name: str) -> list[str]:
+        """Versions tagged ``mlops.gate=passed``, oldest first (candidates for promote/rollback)."""
+        validate_model_name(name)
+        if self.aliases(name) is None:
+            return []
+        found = self._search(f"name = '{name}' and tags.`{GATE_TAG}` = '{GATE_PASSED}'")
+        return [str(v) for v in sorted(int(mv.version) for mv in found)]
+
+    # -- writes
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``alias`` of ``name`` at ``version`` (which must exist)."""
+        validate_model_name(name)
+        checked = validate_alias(alias)
+        if checked is None:
+            raise InvalidParameter("alias", "alias must not be empty")
+        with self._errors(f"setting alias {alias!r} of {name!r} to version {version}"):
+            self.client.get_model_version(name, str(version))  # clear error if it does not exist
+            self.client.set_registered_model_alias(name, checked, str(version))
+
+    def _experiment_id(self, experiment_name: str) -> str:
+        with self._errors(f"creating experiment {experiment_name!r}"):
+            experiment = self.client.get_experiment_by_name(experiment_name)
+            if experiment is not None:
+                if experiment.lifecycle_stage == "deleted":
+                    self.client.restore_experiment(experiment.experiment_id)
+                return str(experiment.experiment_id)
+            try:
+                return str(self.client.create_experiment(experiment_name))
+            except MlflowException as exc:  # created concurrently
+                again = self.client.get_experiment_by_name(experiment_name)
+                if again is None:
+                    raise exc from None
+                return str(again.experiment_id)
+
+    def _cleanup(self, run_id: str | None, model_id: str | None) -> None:
+        """Best effort: leave no half-registered run or logged model behind."""
+        for action in (
+            (lambda: self.client.delete_logged_model(model_id)) if model_id else None,
+            (lambda: self.client.delete_run(run_id)) if run_id else None,
+        ):
+            if action is None:
+                continue
+            try:
+                action()
+            except Exception:  # noqa: S112 - the original error matters more
+                continue
+
+    def log_training(
+        self,
+        *,
+        experiment_name: str,
+        model_name: str,
+        trained: TrainedModel,
+        fingerprint: str,
+    ) -> tuple[str, str, str]:
+        """Log one run with params, metrics, confusion matrix, dataset and model.
+
+        Returns ``(run_id, model_uri, model_id)``. On any failure the run (and the
+        logged model) is deleted before the error propagates.
+        """
+        experiment_id = self._experiment_id(experiment_name)
+        evaluation = trained.evaluation
+        digest = dataset_digest()
+        tags = {
+            FINGERPRINT_TAG: fingerprint,
+            DATASET_DIGEST_TAG: digest,
+            CONFUSION_MATRIX_TAG: json.dumps(evaluation.confusion_matrix),
+            PACKAGE_VERSION_TAG: __version__,
+            "mlops.model_name": model_name,
+            "mlops.algorithm": ALGORITHM,
+        }
+        run_id: str | None = None
+        model_id: str | None = None
+        with self._errors("logging the training run"), warnings.catch_warnings():
+            # class indices are integers on purpose; MLflow's schema hint is noise here
+            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+            try:
+                with mlflow.start_run(
+                    experiment_id=experiment_id,
+                    run_name=f"{model_name}-{fingerprint[:12]}",
+                    tags=tags,
+                ) as run:
+                    run_id = run.info.run_id
+                    mlflow.log_params(
+                        {**trained.params.as_mlflow_params(), "dataset_digest": digest}
+                    )
+                    mlflow.log_metrics(evaluation.metrics())
+                    mlflow.log_dict(
+                        {"labels": list(CLASS_NAMES), "matrix": evaluation.confusion_matrix},
+                        CONFUSION_MATRIX_ARTIFACT,
+                    )
+                    dataset = from_pandas(load_frame(), targets=TARGET_NAME, name="iris")
+                    mlflow.log_input(dataset, context="training", tags={"digest": digest})
+                    x_train = trained.split.x_train
+                    signature = infer_signature(x_train, trained.model.predict(x_train))
+                    info = mlflow.sklearn.log_model(
+                        trained.model,
+                        name=MODEL_ARTIFACT_NAME,
+                        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                        skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+                        signature=signature,
+                        input_example=x_train.head(3),
+                        pip_requirements=mlflow.sklearn.get_default_pip_requirements(
+                            include_skops=True
+                        ),
+                        tags={FINGERPRINT_TAG: fingerprint},
+                    )
+                    model_id = info.model_id
+                    return run.info.run_id, info.model_uri, info.model_id
+            except BaseException:
+                self._cleanup(run_id, model_id)
+                raise
+
+    def register_version(
+        self,
+        *,
+        name: str,
+        model_uri: str,
+        run_id: str,
+        model_id: str | None,
+        fingerprint: str,
+        gate: bool,
+        min_accuracy: float,
+    ) -> str:
+        """Create a version carrying the fingerprint and gate tags from the start."""
+        validate_model_name(name)
+        with self._errors(f"registering a version of {name!r}"):
+            try:
+                self.client.create_registered_model(
+                    name, description="Iris RandomForest trained by mlops.stack"
+                )
+            except MlflowException as exc:
+                if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                    raise
+            mv = self.client.create_model_version(
+                name=name,
+                source=model_uri,
+                run_id=run_id,
+                model_id=model_id,
+                tags={
+                    FINGERPRINT_TAG: fingerprint,
+                    GATE_TAG: GATE_PASSED if gate else GATE_FAILED,
+                    GATE_MIN_ACCURACY_TAG: str(min_accuracy),
+                },
+                description=f"fingerprint {fingerprint}",
+            )
+            return str(mv.version)
+
+    def log_and_register(
+        self,
+        *,
+        name: str,
+        experiment_name: str,
+        trained: TrainedModel,
+        fingerprint: str,
+        min_accuracy: float,
+    ) -> tuple[str, str]:
+        """Log a run and register it; returns ``(version, run_id)``.
+
+        If registration fails after the run was logged, the run and its logged
+        model are deleted: no half-registered leftovers.
+        """
+        run_id, model_uri, model_id = self.log_training(
+            experiment_name=experiment_name,
+            model_name=name,
+            trained=trained,
+            fingerprint=fingerprint,
+        )
+        try:
+            version = self.register_version(
+                name=name,
+                model_uri=model_uri,
+                run_id=run_id,
+                model_id=model_id,
+                fingerprint=fingerprint,
+                gate=gate_passed(trained.evaluation.metrics(), min_accuracy),
+                min_accuracy=min_accuracy,
+            )
+        except BaseException:
+            self._cleanup(run_id, model_id)
+            raise
+        # a convenience for people browsing runs; the version is complete without it
+        with contextlib.suppress(MlflowException):
+            self.client.set_tag(run_id, "mlops.registered_version", version)
+        return version, run_id
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Read-only summary: versions (with metrics, fingerprint, gate, aliases) and aliases."""
+        validate_model_name(name)
+        aliases = self.aliases(name)
+        if aliases is None:
+            return {
+                "exists": False,
+                "model_name": name,
+                "versions": [],
+                "aliases": {},
+                "latest_version": None,
+            }
+        versions = self.list_versions(name) or []
+        return {
+            "exists": True,
+            "model_name": name,
+            "versions": [v.as_dict() for v in versions],
+            "aliases": aliases,
+            "latest_version": versions[-1].version if versions else None,
+        }
