@@ -1,0 +1,83 @@
+"""The one inference interface of the predictor, and the holder that swaps models atomically.
+
+The HTTP layer only ever sees :class:`LoadedModel`: registry metadata plus an
+:class:`InferenceBackend` that maps a float64 ``(n, 4)`` array (columns in
+``schema.FEATURE_NAMES`` order) to a float64 ``(n, 3)`` array of class
+probabilities (columns in ``schema.CLASS_NAMES`` order). A faster compiled
+backend (ONNX Runtime, ...) is one more class with ``name`` and
+``predict_proba``; nothing in the HTTP layer changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """Something that turns validated feature rows into class probabilities."""
+
+    @property
+    def name(self) -> str:
+        """Short backend name for /model and metrics, e.g. ``sklearn`` or ``onnx``."""
+        ...
+
+    def predict_proba(self, x: FloatArray) -> FloatArray:
+        """``x``: C-contiguous float64 ``(n, 4)``, all finite. Returns float64 ``(n, 3)``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """One registered model version, in memory and self-checked, ready to serve."""
+
+    name: str
+    version: str
+    alias: str
+    run_id: str | None
+    loaded_at: datetime
+    backend: InferenceBackend
+    # "registry", or "cache" when a worker started while the registry was unreachable.
+    source: str = "registry"
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def predict_proba(self, x: FloatArray) -> FloatArray:
+        return self.backend.predict_proba(x)
+
+
+class ModelHolder:
+    """Holds the current :class:`LoadedModel`; swapping is one reference assignment.
+
+    A request reads :attr:`current` once and keeps that reference, so a swap in
+    the middle of a request never mixes two models: in-flight requests finish on
+    the model they started with, and the old model is freed when the last of
+    them drops it.
+    """
+
+    __slots__ = ("_current", "_lock")
+
+    def __init__(self, model: LoadedModel | None = None) -> None:
+        self._lock = threading.Lock()
+        self._current = model
+
+    @property
+    def current(self) -> LoadedModel | None:
+        # Reading one attribute is atomic; the lock only orders writers.
+        return self._current
+
+    def swap(self, model: LoadedModel) -> LoadedModel | None:
+        """Make ``model`` current; return the one it replaced."""
+        with self._lock:
+            previous, self._current = self._current, model
+        return previous

@@ -1,0 +1,77 @@
+"""Helpers of the serving tests (a module of its own: test files import it by name)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES
+
+SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
+# A virginica row: the strong forest is sure of it, the one-split stump cannot be.
+PROBE_ROW = [6.3, 3.3, 6.0, 2.5]
+
+
+def iris_frame() -> tuple[pd.DataFrame, np.ndarray]:
+    from sklearn.datasets import load_iris
+
+    data = load_iris()
+    x = pd.DataFrame(data.data, columns=list(FEATURE_NAMES))
+    return x, np.asarray(data.target)
+
+
+def register_version(
+    tracking_uri: str, name: str, estimator: Any, n_classes: int = len(CLASS_NAMES)
+) -> str:
+    """Log and register ``estimator`` the way the trainer does; return the new version.
+
+    ``n_classes`` below 3 trains on the first classes only: a version serving must refuse.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    x, y = iris_frame()
+    keep = y < n_classes
+    x, y = x[keep].reset_index(drop=True), y[keep]
+    estimator.fit(x, y)
+    with _use_tracking_uri(tracking_uri), mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            sk_model=estimator,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=SKOPS_TRUSTED,
+            signature=infer_signature(x, estimator.predict_proba(x)),
+            input_example=x[:3],
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)
+
+
+def set_alias(tracking_uri: str, name: str, version: str, alias: str = "champion") -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(name, alias, version)
+
+
+def strong_forest() -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=25, random_state=0)
+
+
+def weak_stump() -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=1, max_depth=1, random_state=0)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
