@@ -4,7 +4,8 @@
 # already there and up to date, so a second run changes nothing.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-SYSTEM_PACKAGES=(podman runc debootstrap python3-venv git curl)
+# the dnsname CNI plugin lets nodes on a project network resolve each other by name
+SYSTEM_PACKAGES=(podman runc debootstrap golang-github-containernetworking-plugin-dnsname python3-venv git curl)
 
 as_root() {
   if [[ $EUID -eq 0 ]]; then "$@"
