@@ -1,13 +1,33 @@
 #!/usr/bin/env bash
-# Closing summary of `./stack up`: what runs where, read from the services.
+# Closing summary of `./stack up`: what runs where, read from the services
+# themselves rather than from what the playbooks meant to do.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-champion="$(curl -fsS "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion" 2>/dev/null \
-  | python3 -c 'import json,sys; v=json.load(sys.stdin)["model_version"]; print("version", v["version"])' 2>/dev/null \
-  || echo "not found")"
+json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
+
+champion="$(curl -fsS "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion" \
+  | json_field '"version " + d["model_version"]["version"]')" || champion="not found"
+prediction="$(curl -fsS -X POST http://127.0.0.1:5001/predict -H 'Content-Type: application/json' \
+  -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}')" || prediction="no answer"
+targets="$(curl -fsS http://127.0.0.1:9090/api/v1/targets \
+  | json_field 'f"{sum(t[\"health\"] == \"up\" for t in d[\"data\"][\"activeTargets\"])}/{len(d[\"data\"][\"activeTargets\"])} targets up"')" \
+  || targets="not answering"
+if curl -fsS http://127.0.0.1:3000/api/health >/dev/null 2>&1; then
+  grafana="http://127.0.0.1:3000 (admin password in credentials/grafana_admin_password)"
+else
+  grafana="NOT INSTALLED: its APT repository was unreachable (see the warning above);
+                           datasource and dashboards are provisioned on monitor-1 for when it is"
+fi
+
 cat <<SUMMARY
 
 mlops-stack is up on the local podman nodes
-  MLflow tracking server   http://127.0.0.1:5000
-  model iris@champion      $champion
+  MLflow tracking server   http://127.0.0.1:5000   model iris@champion: $champion
+  predictors               http://127.0.0.1:5001 and http://127.0.0.1:5002
+  Prometheus               http://127.0.0.1:9090   $targets
+  Grafana                  $grafana
+
+  curl -X POST http://127.0.0.1:5001/predict -H 'Content-Type: application/json' \\
+       -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+  $prediction
 SUMMARY

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +36,19 @@ def parse_recap(output: str) -> Recap:
 def ansible_playbook(*args: str, check: bool = True, timeout: int = 1800) -> Recap:
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(
-        ["ansible-playbook", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        ["ansible-playbook", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
     recap = parse_recap(proc.stdout)
     if check and proc.returncode != 0:
-        pytest.fail(f"ansible-playbook {' '.join(args)} failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}")
+        command = " ".join(args)
+        pytest.fail(
+            f"ansible-playbook {command} failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}"
+        )
     return recap
 
 
@@ -50,15 +56,22 @@ def ansible_playbook(*args: str, check: bool = True, timeout: int = 1800) -> Rec
 class Stack:
     first: Recap
     second: Recap | None = None
+    prometheus_restarted: bool | None = None
 
 
 @pytest.fixture(scope="session")
-def local_stack() -> Iterator[Stack]:
-    """Remove any leftover nodes, create fresh ones and converge site.yml."""
+def local_stack() -> Stack:
+    """Remove any leftover nodes, create fresh ones and converge site.yml.
+
+    The nodes stay up after the session, for a look at what the tests saw;
+    the next session starts from scratch again.
+    """
     ansible_playbook("playbooks/local_nodes.yml", "-e", "local_nodes_state=absent")
     ansible_playbook("playbooks/local_nodes.yml")
-    yield Stack(first=ansible_playbook("site.yml"))
+    return Stack(first=ansible_playbook("site.yml"))
 
 
 def podman_exec(node: str, *cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", "exec", node, *cmd], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["podman", "exec", node, *cmd], capture_output=True, text=True, timeout=120
+    )

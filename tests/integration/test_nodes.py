@@ -21,9 +21,19 @@ def test_every_node_runs_systemd_without_failed_units(local_stack: Stack):
 
 def test_ansible_gathers_facts_from_every_node(local_stack: Stack):
     proc = subprocess.run(
-        ["ansible", "local_nodes", "-m", "ansible.builtin.setup", "-a", "filter=ansible_distribution*",
-         "-o"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            "ansible",
+            "local_nodes",
+            "-m",
+            "ansible.builtin.setup",
+            "-a",
+            "filter=ansible_distribution*",
+            "-o",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     seen = {}

@@ -7,14 +7,22 @@ import urllib.request
 
 import pytest
 
-from .conftest import Stack, ansible_playbook
+from .conftest import Stack, ansible_playbook, podman_exec
 
 pytestmark = pytest.mark.nodes
 
 
+def prometheus_started_at() -> str:
+    return podman_exec(
+        "monitor-1", "systemctl", "show", "prometheus", "-p", "ExecMainStartTimestampMonotonic"
+    ).stdout.strip()
+
+
 @pytest.fixture(scope="module")
 def second_run(local_stack: Stack) -> Stack:
+    started = prometheus_started_at()
     local_stack.second = ansible_playbook("site.yml")
+    local_stack.prometheus_restarted = prometheus_started_at() != started
     return local_stack
 
 
@@ -36,7 +44,13 @@ def test_champion_is_registered_and_visible_on_loopback(second_run: Stack):
     aliases = {a["alias"]: a["version"] for a in model.get("aliases", [])}
     assert "champion" in aliases, model
     # the second converge trained nothing new
-    versions_url = "http://127.0.0.1:5000/api/2.0/mlflow/model-versions/search?filter=name%3D%27iris%27"
+    versions_url = (
+        "http://127.0.0.1:5000/api/2.0/mlflow/model-versions/search?filter=name%3D%27iris%27"
+    )
     with urllib.request.urlopen(versions_url, timeout=10) as resp:
         versions = json.load(resp)["model_versions"]
     assert len(versions) == 1, [v["version"] for v in versions]
+
+
+def test_second_converge_does_not_restart_prometheus(second_run: Stack):
+    assert second_run.prometheus_restarted is False

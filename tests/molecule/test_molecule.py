@@ -34,7 +34,11 @@ def test_scenario(scenario: Path, tmp_path: Path):
     with log.open("w") as out:
         proc = subprocess.run(
             ["molecule", "test", "-s", scenario.parent.name],
-            cwd=role_dir, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1500,
+            cwd=role_dir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=1500,
         )
     if proc.returncode != 0:
         tail = log.read_text()[-6000:]

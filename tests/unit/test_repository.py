@@ -1,0 +1,104 @@
+"""Repository hygiene a new user relies on: what git ignores, what the
+collection tarball ships, that no package mirror is hard-coded, and that the
+collection passes ansible-test sanity."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTION = ROOT / "collections/ansible_collections/mlops/stack"
+
+
+def tracked_files() -> list[Path]:
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [ROOT / line for line in out.splitlines() if (ROOT / line).is_file()]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".venv/bin/python",
+        ".work/ansible/x",
+        "credentials/grafana_admin_password",
+        "terraform/terraform.tfstate",
+        "terraform/terraform.tfstate.backup",
+        "terraform/.terraform/x",
+        "terraform/terraform.tfvars",
+        "terraform/backend.hcl",
+    ],
+)
+def test_gitignore_covers_local_state_and_secrets(path: str):
+    proc = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+    assert proc.returncode == 0, f"{path} is not ignored by git"
+
+
+def machine_mirror_hosts() -> set[str]:
+    """Host names of this machine's own apt and pip configuration."""
+    hosts: set[str] = set()
+    sources = [*Path("/etc/apt/sources.list.d").glob("*"), Path("/etc/apt/sources.list")]
+    for source in sources:
+        if source.is_file():
+            for url in re.findall(r"[a-z+]+://[^\s\]]+", source.read_text(errors="ignore")):
+                hosts.add(urlparse(url).hostname or "")
+    for conf in [
+        Path("/etc/pip.conf"),
+        Path("/etc/xdg/pip/pip.conf"),
+        Path.home() / ".config/pip/pip.conf",
+    ]:
+        if conf.is_file():
+            parser = configparser.ConfigParser()
+            parser.read(conf)
+            for section in parser.sections():
+                for value in parser[section].values():
+                    for url in re.findall(r"https?://\S+", value):
+                        hosts.add(urlparse(url).hostname or "")
+    return {h for h in hosts if h and h not in {"localhost"}}
+
+
+def test_no_package_mirror_host_is_written_into_the_project():
+    hosts = machine_mirror_hosts()
+    offenders = []
+    for path in tracked_files():
+        if path.suffix in {".whl", ".png", ".gz"}:
+            continue
+        text = path.read_text(errors="ignore")
+        offenders += [f"{path.relative_to(ROOT)}: {h}" for h in hosts if h in text]
+    assert offenders == []
+
+
+def test_collection_builds_without_tests_or_molecule(tmp_path: Path):
+    subprocess.run(
+        ["ansible-galaxy", "collection", "build", "--output-path", str(tmp_path), str(COLLECTION)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    (tarball,) = tmp_path.glob("mlops-stack-*.tar.gz")
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    assert "plugins/modules/mlflow_model.py" in names
+    assert "roles/mlflow_server/tasks/main.yml" in names
+    assert not [
+        n for n in names if n.startswith("tests/") or "/molecule/" in n or n.endswith(".tar.gz")
+    ]
+
+
+def test_collection_passes_ansible_test_sanity():
+    proc = subprocess.run(
+        [str(ROOT / "scripts/sanity.sh")], cwd=ROOT, capture_output=True, text=True, timeout=1200
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
