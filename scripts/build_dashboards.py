@@ -283,7 +283,9 @@ def build_predictor() -> dashboard_models.Dashboard:
             "Error ratio (5xx)",
             "percentunit",
             query(
-                f"sum by (host) (rate(predictor_requests_total{errors_sel}[{RATE}]))"
+                # "or ... * 0": with no 5xx series at all the ratio is 0, not "No data"
+                f"(sum by (host) (rate(predictor_requests_total{errors_sel}[{RATE}]))"
+                f" or sum by (host) (rate(predictor_requests_total{sel}[{RATE}])) * 0)"
                 f" / sum by (host) (rate(predictor_requests_total{sel}[{RATE}]))",
                 "{{host}}",
             ),

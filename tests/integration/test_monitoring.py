@@ -24,6 +24,7 @@ GRAFANA_VARIABLES = {
     "$instance": ".*",
     "$host": ".*",
     "$job": ".*",
+    "$feature": ".*",
 }
 
 
