@@ -23,10 +23,16 @@ locals {
   # Network tags: firewall rules target these.
   node_tag = "${var.name_prefix}-node"
 
-  mlflow_name      = "${var.name_prefix}-mlflow-1"
-  predictor_names  = [for i in range(var.predictor_count) : format("%s-predictor-%d", var.name_prefix, i + 1)]
-  monitoring_name  = "${var.name_prefix}-monitoring-1"
-  instance_names   = concat([local.mlflow_name], local.predictor_names, [local.monitoring_name])
+  mlflow_name     = "${var.name_prefix}-mlflow-1"
+  predictor_names = [for i in range(var.predictor_count) : format("%s-predictor-%d", var.name_prefix, i + 1)]
+  monitoring_name = "${var.name_prefix}-monitoring-1"
+  instance_names  = concat([local.mlflow_name], local.predictor_names, [local.monitoring_name])
+  # name => role (the Ansible group); every instance comes from this map
+  nodes = merge(
+    { (local.mlflow_name) = { role = "mlflow" } },
+    { for name in local.predictor_names : name => { role = "predictors" } },
+    { (local.monitoring_name) = { role = "monitoring" } },
+  )
   private_only_any = length(setsubtract(local.roles, var.public_ip_roles)) > 0
 
   image = "projects/${var.image_project}/global/images/family/${var.image_family}"
@@ -282,14 +288,18 @@ resource "google_storage_bucket_iam_member" "mlflow_artifacts" {
 # Three resources, one per role, so the role label is a literal the tests can
 # read and compare with the inventory groups and the playbooks.
 
-resource "google_compute_instance" "mlflow" {
+# One resource for every node: the `role` label is the Ansible group the GCP
+# inventory puts the instance in; only the MLflow node's service account may
+# touch the artifact bucket.
+resource "google_compute_instance" "node" {
   # checkov:skip=CKV_GCP_38: boot disks are encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in clear text
-  # checkov:skip=CKV_GCP_40: a public IP exists only when "mlflow" is in var.public_ip_roles (default: private); firewall limits it to admin_cidrs
-  name                      = local.mlflow_name
-  machine_type              = var.machine_types.mlflow
+  # checkov:skip=CKV_GCP_40: a public IP exists only for the roles in var.public_ip_roles (default: predictors, which serve clients); the firewall limits every port to admin_cidrs or client_cidrs
+  for_each                  = local.nodes
+  name                      = each.key
+  machine_type              = var.machine_types[each.value.role]
   zone                      = var.zone
-  tags                      = [local.node_tag, "${var.name_prefix}-mlflow"]
-  labels                    = { role = "mlflow", stack = var.name_prefix, managed-by = "terraform" }
+  tags                      = [local.node_tag, "${var.name_prefix}-${each.value.role}"]
+  labels                    = { role = each.value.role, stack = var.name_prefix, managed-by = "terraform" }
   can_ip_forward            = false
   allow_stopping_for_update = true
   deletion_protection       = var.deletion_protection
@@ -314,7 +324,7 @@ resource "google_compute_instance" "mlflow" {
     subnetwork = google_compute_subnetwork.this.id
 
     dynamic "access_config" {
-      for_each = contains(var.public_ip_roles, "mlflow") ? [1] : []
+      for_each = contains(var.public_ip_roles, each.value.role) ? [1] : []
       content {
         network_tier = "PREMIUM"
       }
@@ -322,110 +332,7 @@ resource "google_compute_instance" "mlflow" {
   }
 
   service_account {
-    email  = google_service_account.mlflow.email
-    scopes = ["cloud-platform"]
-  }
-
-  shielded_instance_config {
-    enable_secure_boot          = true
-    enable_vtpm                 = true
-    enable_integrity_monitoring = true
-  }
-}
-
-resource "google_compute_instance" "predictors" {
-  # checkov:skip=CKV_GCP_38: boot disks are encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in clear text
-  # checkov:skip=CKV_GCP_40: predictors serve clients outside the VPC (var.public_ip_roles, default ["predictors"]); only 8080/5001 from client_cidrs and SSH from admin_cidrs are open
-  count                     = var.predictor_count
-  name                      = local.predictor_names[count.index]
-  machine_type              = var.machine_types.predictors
-  zone                      = var.zone
-  tags                      = [local.node_tag, "${var.name_prefix}-predictors"]
-  labels                    = { role = "predictors", stack = var.name_prefix, managed-by = "terraform" }
-  can_ip_forward            = false
-  allow_stopping_for_update = true
-  deletion_protection       = var.deletion_protection
-
-  # Project-wide keys blocked, serial console off, OS Login as configured.
-  metadata = {
-    enable-oslogin         = local.oslogin_metadata
-    block-project-ssh-keys = "TRUE"
-    serial-port-enable     = "FALSE"
-    ssh-keys               = local.ssh_keys
-  }
-
-  boot_disk {
-    initialize_params {
-      image = local.image
-      size  = var.boot_disk_size_gb
-      type  = "pd-balanced"
-    }
-  }
-
-  network_interface {
-    subnetwork = google_compute_subnetwork.this.id
-
-    dynamic "access_config" {
-      for_each = contains(var.public_ip_roles, "predictors") ? [1] : []
-      content {
-        network_tier = "PREMIUM"
-      }
-    }
-  }
-
-  service_account {
-    email  = google_service_account.nodes.email
-    scopes = ["cloud-platform"]
-  }
-
-  shielded_instance_config {
-    enable_secure_boot          = true
-    enable_vtpm                 = true
-    enable_integrity_monitoring = true
-  }
-}
-
-resource "google_compute_instance" "monitoring" {
-  # checkov:skip=CKV_GCP_38: boot disks are encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in clear text
-  # checkov:skip=CKV_GCP_40: a public IP exists only when "monitoring" is in var.public_ip_roles (default: private); firewall limits it to admin_cidrs
-  name                      = local.monitoring_name
-  machine_type              = var.machine_types.monitoring
-  zone                      = var.zone
-  tags                      = [local.node_tag, "${var.name_prefix}-monitoring"]
-  labels                    = { role = "monitoring", stack = var.name_prefix, managed-by = "terraform" }
-  can_ip_forward            = false
-  allow_stopping_for_update = true
-  deletion_protection       = var.deletion_protection
-
-  # Project-wide keys blocked, serial console off, OS Login as configured.
-  metadata = {
-    enable-oslogin         = local.oslogin_metadata
-    block-project-ssh-keys = "TRUE"
-    serial-port-enable     = "FALSE"
-    ssh-keys               = local.ssh_keys
-  }
-
-  boot_disk {
-    initialize_params {
-      image = local.image
-      size  = var.boot_disk_size_gb
-      type  = "pd-balanced"
-    }
-  }
-
-  network_interface {
-    subnetwork = google_compute_subnetwork.this.id
-
-    dynamic "access_config" {
-      for_each = contains(var.public_ip_roles, "monitoring") ? [1] : []
-      content {
-        network_tier = "PREMIUM"
-      }
-    }
-  }
-
-  service_account {
-    email  = google_service_account.nodes.email
+    email  = each.value.role == "mlflow" ? google_service_account.mlflow.email : google_service_account.nodes.email
     scopes = ["cloud-platform"]
   }
 
@@ -446,7 +353,7 @@ resource "google_compute_instance_iam_member" "os_admin_login" {
   role          = "roles/compute.osAdminLogin"
   member        = each.value.member
 
-  depends_on = [google_compute_instance.mlflow, google_compute_instance.predictors, google_compute_instance.monitoring]
+  depends_on = [google_compute_instance.node]
 }
 
 resource "google_iap_tunnel_instance_iam_member" "tunnel" {
@@ -456,7 +363,7 @@ resource "google_iap_tunnel_instance_iam_member" "tunnel" {
   role     = "roles/iap.tunnelResourceAccessor"
   member   = each.value.member
 
-  depends_on = [google_compute_instance.mlflow, google_compute_instance.predictors, google_compute_instance.monitoring]
+  depends_on = [google_compute_instance.node]
 }
 
 # OS Login to an instance that runs as a service account also requires

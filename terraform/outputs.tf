@@ -1,24 +1,20 @@
 output "instances" {
   description = "Every instance by Ansible group (the `role` label): name, zone, private and public IP."
   value = {
-    for role, nodes in {
-      mlflow     = [google_compute_instance.mlflow]
-      predictors = google_compute_instance.predictors
-      monitoring = [google_compute_instance.monitoring]
-      } : role => [
-      for i in nodes : {
+    for role in local.roles : role => [
+      for i in google_compute_instance.node : {
         name       = i.name
         zone       = i.zone
         private_ip = i.network_interface[0].network_ip
         public_ip  = try(i.network_interface[0].access_config[0].nat_ip, null)
-      }
+      } if i.labels.role == role
     ]
   }
 }
 
 output "mlflow_private_url" {
   description = "MLflow tracking URI inside the VPC (what predictors and the training use)."
-  value       = "http://${google_compute_instance.mlflow.network_interface[0].network_ip}:5000"
+  value       = "http://${google_compute_instance.node[local.mlflow_name].network_interface[0].network_ip}:5000"
 }
 
 output "artifact_bucket" {

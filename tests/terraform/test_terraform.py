@@ -70,6 +70,25 @@ def resources(rtype: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def instance_role_labels() -> dict[str, str]:
+    """Role label of every instance; a for_each instance takes its roles from local.nodes."""
+    instances = resources("google_compute_instance")
+    assert instances, "no google_compute_instance in terraform/"
+    labels: dict[str, str] = {}
+    for name, body in instances.items():
+        role = body["labels"]["role"]
+        if role == "${each.value.role}":
+            assert body["for_each"] == "${local.nodes}", name
+            main = (TF / "main.tf").read_text()
+            block = main[main.index("nodes = merge(") :]
+            block = block[: block.index("\n  )")]
+            for i, node_role in enumerate(re.findall(r'role = "([a-z_]+)"', block)):
+                labels[f"{name}[{i}]"] = node_role
+        else:
+            labels[name] = role
+    return labels
+
+
 def variables() -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for block in blocks("variable"):
@@ -101,7 +120,8 @@ def playbook_targets() -> dict[str, set[str]]:
                 continue
             patterns = hosts if isinstance(hosts, list) else re.split(r"[:,]", str(hosts))
             for pattern in patterns:
-                pattern = str(pattern).strip().lstrip("&!")
+                # "mlflow[0]" targets the first host of group mlflow
+                pattern = re.sub(r"\[[^\]]*\]$", "", str(pattern).strip().lstrip("&!"))
                 if pattern and "{{" not in pattern:
                     names.add(pattern)
         targets[path.name] = names
@@ -181,9 +201,7 @@ def test_every_checkov_skip_is_justified() -> None:
 
 
 def test_role_labels_are_the_inventory_groups() -> None:
-    instances = resources("google_compute_instance")
-    assert instances, "no google_compute_instance in terraform/"
-    labels = {name: body["labels"]["role"] for name, body in instances.items()}
+    labels = instance_role_labels()
     assert set(labels.values()) == ROLE_GROUPS
     groups = inventory_groups()
     assert set(groups) == ROLE_GROUPS, "the GCP inventory must make exactly the role groups"
