@@ -10,7 +10,7 @@ champion="$(curl -fsS "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/al
 prediction="$(curl -fsS -X POST http://127.0.0.1:5001/predict -H 'Content-Type: application/json' \
   -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}')" || prediction="no answer"
 targets="$(curl -fsS http://127.0.0.1:9090/api/v1/targets \
-  | json_field 'f"{sum(t[\"health\"] == \"up\" for t in d[\"data\"][\"activeTargets\"])}/{len(d[\"data\"][\"activeTargets\"])} targets up"')" \
+  | json_field '"%d/%d targets up" % (sum(t["health"] == "up" for t in d["data"]["activeTargets"]), len(d["data"]["activeTargets"]))')" \
   || targets="not answering"
 if curl -fsS http://127.0.0.1:3000/api/health >/dev/null 2>&1; then
   grafana="http://127.0.0.1:3000 (admin password in credentials/grafana_admin_password)"
