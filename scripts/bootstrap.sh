@@ -54,14 +54,23 @@ extract_promtool() {
   rm -rf "$deb"
 }
 
-# --test: also what the test suite needs beyond the main job
-if [[ "${1:-}" == "--test" ]]; then
-  shift
-  install_system_packages shellcheck "$@"
-  extract_promtool
-else
-  install_system_packages "$@"
-fi
+# --test: also what the test suite needs beyond the main job.
+# --bench: the venv and wrk only (the benchmark runs on this machine, no nodes).
+case "${1:-}" in
+  --test)
+    shift
+    install_system_packages shellcheck "$@"
+    extract_promtool
+    ;;
+  --bench)
+    shift
+    SYSTEM_PACKAGES=(python3-venv wrk)
+    install_system_packages
+    create_venv
+    exit 0
+    ;;
+  *) install_system_packages "$@" ;;
+esac
 create_venv
 "$ROOT/scripts/build-node-image.sh"
 "$ROOT/scripts/wheelhouse.sh"

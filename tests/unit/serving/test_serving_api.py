@@ -75,16 +75,35 @@ def test_three_input_shapes_give_identical_predictions(
     assert answers[0].headers["X-Model-Version"] == version
 
 
-def test_predictions_match_scikit_learn(client: FlaskClient, app: Flask) -> None:
-    """The lean forest path answers exactly what scikit-learn's predict_proba answers."""
+def test_predictions_match_scikit_learn(
+    client: FlaskClient, make_app: Any, serving_models: Any
+) -> None:
+    """Both backends answer what scikit-learn's predict_proba answers: the lean forest
+    path exactly, the default ONNX backend within the parity tolerance, same labels."""
     import numpy as np
     from mlops_model.serving.loader import self_check_rows
 
     x = self_check_rows(seed=7)[:MAX_ROWS]
+    lean_app = make_app(
+        Settings(
+            model_name=serving_models.name,
+            tracking_uri=serving_models.url,
+            poll_interval=60,
+            max_rows=MAX_ROWS,
+            backend="sklearn",
+        )
+    )
+    assert get_service(lean_app).start(wait=60)
+    lean: Any = get_service(lean_app).holder.current.backend  # type: ignore[union-attr]
+    assert (lean.name, lean.lean) == ("sklearn", True)
+    reference = lean.reference_proba(x)
+    lean_body = post(lean_app.test_client(), {"instances": x.tolist()}).get_json()
+    np.testing.assert_allclose(lean_body["probabilities"], reference, atol=1e-12)
+
     body = post(client, {"instances": x.tolist()}).get_json()
-    backend: Any = get_service(app).holder.current.backend  # type: ignore[union-attr]
-    assert backend.lean
-    np.testing.assert_allclose(body["probabilities"], backend.reference_proba(x), atol=1e-12)
+    assert client.get("/model").get_json()["backend"] == "onnx"
+    np.testing.assert_allclose(body["probabilities"], reference, atol=1e-5)
+    assert body["predictions"] == lean_body["predictions"]
 
 
 BAD_INPUTS = [
@@ -212,7 +231,8 @@ def test_health_ready_model(client: FlaskClient, serving_models: Any) -> None:
     assert info["name"] == serving_models.name
     assert info["version"] == serving_models.strong
     assert info["alias"] == "champion"
-    assert info["backend"] == "sklearn"
+    assert (info["backend"], info["backend_requested"]) == ("onnx", "auto")
+    assert info["backend_fallback"] is None
     assert len(info["run_id"]) == 32
     assert info["loaded_at"].endswith("+00:00")
     assert [f["name"] for f in info["features"]] == list(FEATURE_NAMES)
@@ -282,7 +302,7 @@ def test_metrics_count_requests_and_predictions(app: Flask) -> None:
     assert setosa["setosa"] >= 6
     info = list(iter_samples(after, "predictor_model_info"))
     assert info == [
-        ({"name": "serving-iris", "version": "1", "alias": "champion", "backend": "sklearn"}, 1.0),
+        ({"name": "serving-iris", "version": "1", "alias": "champion", "backend": "onnx"}, 1.0),
     ]
     buckets = {
         lab["le"]: v

@@ -16,7 +16,8 @@ def test_defaults() -> None:
     assert s.model_uri == "models:/iris@champion"
     assert s.max_rows == 10_000
     assert s.max_body_bytes == 4 * 1024 * 1024
-    assert s.backend == "sklearn"
+    assert s.backend == "auto"
+    assert s.prepare_in_subprocess is None
     assert s.skops_trusted_types == ("sklearn.tree._tree.Tree",)
 
 

@@ -5,7 +5,9 @@ The HTTP layer only ever sees :class:`LoadedModel`: registry metadata plus an
 ``schema.FEATURE_NAMES`` order) to a float64 ``(n, 3)`` array of class
 probabilities (columns in ``schema.CLASS_NAMES`` order). A faster compiled
 backend (ONNX Runtime, ...) is one more class with ``name`` and
-``predict_proba``; nothing in the HTTP layer changes.
+``predict_proba`` (see :mod:`mlops_model.serving.backends`); nothing in the
+HTTP layer changes. A backend that stands in for the one asked for says why in
+its ``fallback`` attribute (:class:`BackendFallback`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendFallback:
+    """Why a model is served by scikit-learn although ONNX was asked for."""
+
+    # "unavailable" (skl2onnx/onnxruntime missing), "conversion" (the converter or
+    # onnxruntime refused the model) or "parity" (answers differ from scikit-learn's)
+    reason: str
+    detail: str
 
 
 @runtime_checkable
@@ -51,6 +63,12 @@ class LoadedModel:
     @property
     def backend_name(self) -> str:
         return self.backend.name
+
+    @property
+    def backend_fallback(self) -> BackendFallback | None:
+        """Set when the backend stands in for ONNX; None when it is the one asked for."""
+        fallback = getattr(self.backend, "fallback", None)
+        return fallback if isinstance(fallback, BackendFallback) else None
 
     def predict_proba(self, x: FloatArray) -> FloatArray:
         return self.backend.predict_proba(x)

@@ -22,7 +22,8 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _MODEL_INFO_FIELDS = (
-    "name", "version", "alias", "run_id", "loaded_at", "backend", "source", "features", "classes",
+    "name", "version", "alias", "run_id", "loaded_at", "backend", "backend_requested",
+    "backend_fallback", "source", "features", "classes",
 )  # fmt: skip
 _ERROR_500 = _error("Server fault (never caused by client input)")
 
@@ -128,7 +129,31 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 "alias": {"type": "string"},
                 "run_id": {"type": ["string", "null"]},
                 "loaded_at": {"type": "string", "format": "date-time"},
-                "backend": {"type": "string"},
+                "backend": {
+                    "type": "string",
+                    "enum": ["onnx", "sklearn"],
+                    "description": "What evaluates the forest for this worker",
+                },
+                "backend_requested": {
+                    "type": "string",
+                    "enum": ["auto", "onnx", "sklearn"],
+                    "description": "PREDICTOR_BACKEND",
+                },
+                "backend_fallback": {
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "reason": {"type": "string"},
+                                "detail": {"type": "string"},
+                            },
+                            "required": ["reason", "detail"],
+                        },
+                    ],
+                    "description": "null, or why scikit-learn serves although ONNX was asked "
+                    "for (conversion failed, or its answers differed at load)",
+                },
                 "source": {
                     "type": "string",
                     "enum": ["registry", "cache"],

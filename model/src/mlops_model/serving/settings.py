@@ -15,6 +15,8 @@ T = TypeVar("T")
 MIB = 1024 * 1024
 # The only type a scikit-learn random forest needs beyond skops' built-in safe list.
 DEFAULT_SKOPS_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
+# PREDICTOR_BACKEND values; see mlops_model.serving.backends.
+BACKEND_NAMES: tuple[str, ...] = ("auto", "onnx", "sklearn")
 
 
 class SettingsError(ValueError):
@@ -32,13 +34,17 @@ class Settings:
     poll_interval: float = 10.0
     max_rows: int = 10_000
     max_body_bytes: int = 4 * MIB
-    backend: str = "sklearn"
+    # auto (ONNX Runtime at parity, else scikit-learn), onnx (strict) or sklearn
+    backend: str = "auto"
     # How long a gunicorn worker waits for its first model before it accepts requests.
     initial_load_timeout: float = 30.0
     # Last-known-good model cache (a writable directory), or None for no cache.
     cache_dir: str | None = None
     # Types skops may load; the predictor's own list, never the one stored in the model.
     skops_trusted_types: tuple[str, ...] = field(default=DEFAULT_SKOPS_TRUSTED_TYPES)
+    # Download and prepare models in a child process (True), in this one (False), or
+    # None: in a child unless MLflow is imported here already (see serving.prepare).
+    prepare_in_subprocess: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.model_name:
@@ -53,6 +59,10 @@ class Settings:
             raise SettingsError("PREDICTOR_MAX_BODY_BYTES must be at least 1024")
         if not (math.isfinite(self.initial_load_timeout) and self.initial_load_timeout >= 0):
             raise SettingsError("PREDICTOR_INITIAL_LOAD_TIMEOUT must be >= 0 seconds")
+        if self.backend not in BACKEND_NAMES:
+            raise SettingsError(
+                f"PREDICTOR_BACKEND={self.backend!r} is unknown; known: {', '.join(BACKEND_NAMES)}"
+            )
 
     @property
     def model_uri(self) -> str:
@@ -65,7 +75,8 @@ class Settings:
         ``PREDICTOR_MODEL_NAME``, ``PREDICTOR_MODEL_ALIAS``, ``MLFLOW_TRACKING_URI``,
         ``PREDICTOR_POLL_INTERVAL`` (s), ``PREDICTOR_MAX_ROWS``, ``PREDICTOR_MAX_BODY_BYTES``,
         ``PREDICTOR_BACKEND``, ``PREDICTOR_INITIAL_LOAD_TIMEOUT`` (s),
-        ``PREDICTOR_SKOPS_TRUSTED_TYPES`` (comma separated), ``PREDICTOR_CACHE_DIR``.
+        ``PREDICTOR_SKOPS_TRUSTED_TYPES`` (comma separated), ``PREDICTOR_CACHE_DIR``,
+        ``PREDICTOR_PREPARE_IN_SUBPROCESS`` (true/false; unset: automatic).
         """
         src = os.environ if env is None else env
         d = cls()
@@ -97,4 +108,16 @@ class Settings:
             ),
             skops_trusted_types=trusted,
             cache_dir=get("PREDICTOR_CACHE_DIR", str, d.cache_dir),
+            prepare_in_subprocess=get(
+                "PREDICTOR_PREPARE_IN_SUBPROCESS", _boolean, d.prepare_in_subprocess
+            ),
         )
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")

@@ -1,0 +1,176 @@
+"""Alias lookups in the MLflow registry, without importing MLflow into a serving process.
+
+The watcher asks "which version does ``<name>@<alias>`` point at" every few seconds.
+For an ``http(s)`` tracking URI that is one REST call
+(``GET /api/2.0/mlflow/registered-models/alias``), made here with the standard
+library; importing MLflow for it would cost a gunicorn worker about 160 MB (MLflow
+pulls in pandas, pyarrow, FastAPI, OpenTelemetry, ...). Other URIs (a local
+``mlruns`` folder, ``databricks``, ...) go through MLflow's own client.
+
+The REST client honours MLflow's own environment variables: credentials
+(``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``, ``MLFLOW_TRACKING_TOKEN``),
+TLS (``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``,
+``MLFLOW_TRACKING_CLIENT_CERT_PATH``) and the request timeout
+(``MLFLOW_HTTP_REQUEST_TIMEOUT``); it never retries: the watcher's poll is the retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+# Registry calls of a predictor must fail fast: an outage must never block a worker
+# for MLflow's defaults (120 s timeout, 7 retries with exponential backoff). The
+# watcher's poll loop is the retry.
+REGISTRY_HTTP_DEFAULTS: dict[str, str] = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+}
+# Error codes of the registry that mean "no such model or alias" (the registry answered).
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+DEFAULT_TIMEOUT = 5.0
+
+
+def apply_registry_http_defaults() -> None:
+    """Short MLflow HTTP timeouts for this process, unless the operator set them."""
+    for key, value in REGISTRY_HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+class RegistryUnavailable(Exception):
+    """The registry did not answer (connection refused, timeout, 5xx)."""
+
+
+class AliasNotFound(Exception):
+    """The registry answered: no such registered model or alias."""
+
+
+@dataclass(frozen=True)
+class ResolvedVersion:
+    name: str
+    alias: str
+    version: str
+    run_id: str | None
+
+
+class AliasResolver(Protocol):
+    def resolve(self, name: str, alias: str) -> ResolvedVersion: ...
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class RestRegistry:
+    """The alias lookup over MLflow's REST API (``http``/``https`` tracking URIs)."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri.rstrip("/")
+
+    def _timeout(self) -> float:
+        raw = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "").strip()
+        try:
+            return float(raw) if raw else DEFAULT_TIMEOUT
+        except ValueError:
+            return DEFAULT_TIMEOUT
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "mlops-predictor"}
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+        if user and password:
+            pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {pair}"
+        elif token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.tracking_uri.startswith("https:"):
+            return None
+        if _env_true("MLFLOW_TRACKING_INSECURE_TLS"):
+            return ssl._create_unverified_context()  # noqa: S323 - the operator asked for it
+        context = ssl.create_default_context(
+            cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
+        )
+        client_cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
+        if client_cert:
+            context.load_cert_chain(client_cert)
+        return context
+
+    def _get(self, path: str, params: dict[str, str]) -> Any:
+        url = f"{self.tracking_uri}{path}?{urllib.parse.urlencode(params)}"
+        request = urllib.request.Request(url, headers=self._headers(), method="GET")  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310 - http(s) only, checked in for_uri
+            request, timeout=self._timeout(), context=self._tls()
+        ) as response:
+            return json.loads(response.read())
+
+    def resolve(self, name: str, alias: str) -> ResolvedVersion:
+        where = f"models:/{name}@{alias}"
+        try:
+            body = self._get(
+                "/api/2.0/mlflow/registered-models/alias", {"name": name, "alias": alias}
+            )
+        except urllib.error.HTTPError as exc:
+            code, message = _error_of(exc)
+            if 400 <= exc.code < 500 and code in NOT_FOUND_CODES:
+                raise AliasNotFound(f"{where}: {message}") from None
+            raise RegistryUnavailable(f"{where}: HTTP {exc.code} {code}: {message}") from None
+        except (OSError, ValueError) as exc:  # URLError, timeouts, resets, bad JSON
+            raise RegistryUnavailable(f"{where}: {exc!r}") from None
+        try:
+            mv = body["model_version"]
+            return ResolvedVersion(name, alias, str(mv["version"]), mv.get("run_id") or None)
+        except (KeyError, TypeError) as exc:
+            raise RegistryUnavailable(f"{where}: unexpected answer {str(body)[:200]}") from exc
+
+
+def _error_of(exc: urllib.error.HTTPError) -> tuple[str, str]:
+    """MLflow's ``{"error_code": ..., "message": ...}`` of an error answer, if any."""
+    try:
+        doc = json.loads(exc.read() or b"{}")
+    except (OSError, ValueError):
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    return str(doc.get("error_code", "")), str(doc.get("message", exc.reason))
+
+
+class MlflowRegistry:
+    """The alias lookup through MLflow's client, for tracking URIs other than http(s)."""
+
+    def __init__(self, tracking_uri: str | None) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def resolve(self, name: str, alias: str) -> ResolvedVersion:
+        from mlflow.exceptions import MlflowException
+
+        where = f"models:/{name}@{alias}"
+        try:
+            mv = self._client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            code = str(getattr(exc, "error_code", ""))
+            if code in NOT_FOUND_CODES:
+                raise AliasNotFound(f"{where}: {exc.message}") from exc
+            raise RegistryUnavailable(f"{where}: {exc.message}") from exc
+        except Exception as exc:  # requests/urllib3 errors that escape MLflow's wrapping
+            raise RegistryUnavailable(f"{where}: {exc!r}") from exc
+        return ResolvedVersion(name, alias, str(mv.version), mv.run_id or None)
+
+
+def for_uri(tracking_uri: str | None) -> AliasResolver:
+    """The REST client for http(s) URIs, MLflow's client for anything else."""
+    if tracking_uri and urllib.parse.urlsplit(tracking_uri).scheme in {"http", "https"}:
+        return RestRegistry(tracking_uri)
+    return MlflowRegistry(tracking_uri)
