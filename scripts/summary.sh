@@ -7,10 +7,21 @@ json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2
 
 champion="$(curl -fsS "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion" \
   | json_field '"version " + d["model_version"]["version"]')" || champion="not found"
-prediction="$(curl -fsS -X POST http://127.0.0.1:5001/predict -H 'Content-Type: application/json' \
+prediction="$(curl -fsS -X POST http://127.0.0.1:8080/predict -H 'Content-Type: application/json' \
   -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}')" || prediction="no answer"
+# Predictors in rotation, as the gateway's own metrics say (once Prometheus scraped them).
+rotation="$(curl -fsS http://127.0.0.1:9090/api/v1/query \
+  --data-urlencode 'query=haproxy_backend_active_servers{job="gateway",proxy="predictors"}' \
+  | json_field 'str(int(float(d["data"]["result"][0]["value"][1]))) + " predictors in rotation"')" \
+  || rotation="rotation not scraped yet"
+if [[ "$prediction" == "no answer" ]]; then
+  gateway="NOT ANSWERING"
+else
+  gateway="$rotation"
+fi
 targets="$(curl -fsS http://127.0.0.1:9090/api/v1/targets \
-  | json_field '"%d/%d targets up" % (sum(t["health"] == "up" for t in d["data"]["activeTargets"]), len(d["data"]["activeTargets"]))')" \
+  | json_field 'str(sum(t["health"] == "up" for t in d["data"]["activeTargets"])) + "/"
+                + str(len(d["data"]["activeTargets"])) + " targets up"')" \
   || targets="not answering"
 if curl -fsS http://127.0.0.1:3000/api/health >/dev/null 2>&1; then
   grafana="http://127.0.0.1:3000 (admin password in credentials/grafana_admin_password)"
@@ -23,11 +34,12 @@ cat <<SUMMARY
 
 mlops-stack is up on the local podman nodes
   MLflow tracking server   http://127.0.0.1:5000   model iris@champion: $champion
+  gateway (HAProxy)        http://127.0.0.1:8080   $gateway
   predictors               http://127.0.0.1:5001 and http://127.0.0.1:5002
   Prometheus               http://127.0.0.1:9090   $targets
   Grafana                  $grafana
 
-  curl -X POST http://127.0.0.1:5001/predict -H 'Content-Type: application/json' \\
+  curl -X POST http://127.0.0.1:8080/predict -H 'Content-Type: application/json' \\
        -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
   $prediction
 SUMMARY
