@@ -2,7 +2,9 @@
 # firewall, the service accounts, the artifact bucket and the instances; every
 # piece of software comes from Ansible (no startup script). The `role` label of
 # each instance is the Ansible group the GCP inventory (inventories/gcp/gcp.yml)
-# puts it in: mlflow, predictors, monitoring.
+# puts it in: mlflow, predictors, monitoring, gateway. Clients reach the model
+# through the gateway only (HAProxy, 8080), which spreads requests over the
+# predictors inside the subnet.
 
 provider "google" {
   project = var.project_id
@@ -11,9 +13,10 @@ provider "google" {
 }
 
 locals {
-  roles = ["mlflow", "predictors", "monitoring"]
+  roles = ["mlflow", "predictors", "monitoring", "gateway"]
 
-  # Labels shared by every instance; `role` is added per resource.
+  # Labels of the artifact bucket. Every instance carries the same two plus its
+  # `role` (written out in the instance resource, where the tests read them).
   # `stack` is what the inventory filters on.
   common_labels = {
     stack      = var.name_prefix
@@ -26,12 +29,14 @@ locals {
   mlflow_name     = "${var.name_prefix}-mlflow-1"
   predictor_names = [for i in range(var.predictor_count) : format("%s-predictor-%d", var.name_prefix, i + 1)]
   monitoring_name = "${var.name_prefix}-monitoring-1"
-  instance_names  = concat([local.mlflow_name], local.predictor_names, [local.monitoring_name])
+  gateway_name    = "${var.name_prefix}-gateway-1"
+  instance_names  = concat([local.mlflow_name], local.predictor_names, [local.monitoring_name, local.gateway_name])
   # name => role (the Ansible group); every instance comes from this map
   nodes = merge(
     { (local.mlflow_name) = { role = "mlflow" } },
     { for name in local.predictor_names : name => { role = "predictors" } },
     { (local.monitoring_name) = { role = "monitoring" } },
+    { (local.gateway_name) = { role = "gateway" } },
   )
   private_only_any = length(setsubtract(local.roles, var.public_ip_roles)) > 0
 
@@ -166,18 +171,20 @@ resource "google_compute_firewall" "admin_monitoring" {
   }
 }
 
-# The prediction endpoint: the gateway (8080) and the predictors (5001).
+# The prediction endpoint: the gateway's HAProxy (8080) and nothing else.
+# Predictors (5001) are reached only through the gateway, inside the subnet;
+# the gateway's stats and metrics (8404) stay inside the subnet too.
 resource "google_compute_firewall" "client_endpoint" {
   count         = length(var.client_cidrs) > 0 ? 1 : 0
   name          = "${var.name_prefix}-client-endpoint"
   network       = google_compute_network.this.id
   direction     = "INGRESS"
   source_ranges = var.client_cidrs
-  target_tags   = ["${var.name_prefix}-predictors"]
+  target_tags   = ["${var.name_prefix}-gateway"]
 
   allow {
     protocol = "tcp"
-    ports    = ["8080", "5001"]
+    ports    = ["8080"]
   }
 
   log_config {
@@ -185,7 +192,8 @@ resource "google_compute_firewall" "client_endpoint" {
   }
 }
 
-# Scrapes (9100, 5001, 5000), MLflow client calls and the training run stay
+# Scrapes (9100, 5001, 5000, 8404), MLflow client calls, the training run and
+# the gateway's requests and health checks to the predictors (5001) stay
 # inside the subnet.
 resource "google_compute_firewall" "internal" {
   name          = "${var.name_prefix}-internal"
@@ -245,8 +253,8 @@ resource "google_service_account" "mlflow" {
 
 resource "google_service_account" "nodes" {
   account_id   = "${var.name_prefix}-nodes"
-  display_name = "Predictors and monitoring (${var.name_prefix})"
-  description  = "Attached to predictor and monitoring instances; holds no role."
+  display_name = "Predictors, monitoring, gateway (${var.name_prefix})"
+  description  = "Attached to the predictor, monitoring and gateway instances; holds no role."
 }
 
 # ---------------------------------------------------------------- artifacts
@@ -285,15 +293,14 @@ resource "google_storage_bucket_iam_member" "mlflow_artifacts" {
 }
 
 # ---------------------------------------------------------------- instances
-# Three resources, one per role, so the role label is a literal the tests can
-# read and compare with the inventory groups and the playbooks.
-
-# One resource for every node: the `role` label is the Ansible group the GCP
-# inventory puts the instance in; only the MLflow node's service account may
-# touch the artifact bucket.
+# One resource for every node, driven by local.nodes (name => role): the
+# `role` label is the Ansible group the GCP inventory puts the instance in, and
+# the tests read the role literals from local.nodes to compare them with the
+# inventory groups and the playbooks. Only the MLflow node's service account
+# may touch the artifact bucket.
 resource "google_compute_instance" "node" {
   # checkov:skip=CKV_GCP_38: boot disks are encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in clear text
-  # checkov:skip=CKV_GCP_40: a public IP exists only for the roles in var.public_ip_roles (default: predictors, which serve clients); the firewall limits every port to admin_cidrs or client_cidrs
+  # checkov:skip=CKV_GCP_40: a public IP exists only for the roles in var.public_ip_roles (default: gateway, the client entry point); the firewall limits every port to admin_cidrs or client_cidrs
   for_each                  = local.nodes
   name                      = each.key
   machine_type              = var.machine_types[each.value.role]

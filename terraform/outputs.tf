@@ -12,6 +12,17 @@ output "instances" {
   }
 }
 
+output "predict_url" {
+  description = "The clients' prediction endpoint: the gateway's HAProxy on its public IP (its private IP when the gateway is not in public_ip_roles). Reachable from client_cidrs only."
+  value = format(
+    "http://%s:8080/predict",
+    coalesce(
+      try(google_compute_instance.node[local.gateway_name].network_interface[0].access_config[0].nat_ip, null),
+      google_compute_instance.node[local.gateway_name].network_interface[0].network_ip,
+    ),
+  )
+}
+
 output "mlflow_private_url" {
   description = "MLflow tracking URI inside the VPC (what predictors and the training use)."
   value       = "http://${google_compute_instance.node[local.mlflow_name].network_interface[0].network_ip}:5000"

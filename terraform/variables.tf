@@ -46,17 +46,18 @@ variable "name_prefix" {
 }
 
 variable "machine_types" {
-  description = "Machine type per role. The MLflow server runs the full mlflow package and the training, so it gets the most memory."
+  description = "Machine type per role. The MLflow server runs the full mlflow package and the training, so it gets the most memory; the gateway only runs HAProxy."
   type = object({
     mlflow     = optional(string, "e2-standard-2")
     predictors = optional(string, "e2-medium")
     monitoring = optional(string, "e2-medium")
+    gateway    = optional(string, "e2-small")
   })
   default = {}
 
   validation {
     condition = alltrue([
-      for t in [var.machine_types.mlflow, var.machine_types.predictors, var.machine_types.monitoring] :
+      for t in [var.machine_types.mlflow, var.machine_types.predictors, var.machine_types.monitoring, var.machine_types.gateway] :
       can(regex("^[a-z][a-z0-9]*-[a-z0-9-]+$", t))
     ])
     error_message = "machine_types values must be GCE machine type names such as e2-medium or n2-standard-4."
@@ -95,7 +96,7 @@ variable "admin_cidrs" {
 }
 
 variable "client_cidrs" {
-  description = "CIDR ranges allowed to call the prediction endpoint (gateway 8080, predictor 5001). Empty: no client rule, the endpoint is reachable only inside the subnet and through IAP."
+  description = "CIDR ranges allowed to call the prediction endpoint: the gateway instance on 8080 (predictors are reached only through the gateway). Empty: no client rule, the endpoint is reachable only inside the subnet."
   type        = list(string)
   default     = []
 
@@ -117,13 +118,13 @@ variable "subnet_cidr" {
 }
 
 variable "public_ip_roles" {
-  description = "Roles whose instances get an ephemeral public IP. The others stay private and reach the internet through Cloud NAT; Ansible reaches them through IAP. Firewall rules restrict every public port to admin_cidrs or client_cidrs."
+  description = "Roles whose instances get an ephemeral public IP; by default only the gateway, the clients' entry point. The others stay private and reach the internet through Cloud NAT; Ansible reaches them through IAP. Firewall rules restrict every public port to admin_cidrs or client_cidrs."
   type        = list(string)
-  default     = ["predictors"]
+  default     = ["gateway"]
 
   validation {
-    condition     = alltrue([for r in var.public_ip_roles : contains(["mlflow", "predictors", "monitoring"], r)])
-    error_message = "public_ip_roles may only contain mlflow, predictors and monitoring."
+    condition     = alltrue([for r in var.public_ip_roles : contains(["mlflow", "predictors", "monitoring", "gateway"], r)])
+    error_message = "public_ip_roles may only contain mlflow, predictors, monitoring and gateway."
   }
 }
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventories" / "gcp"
 CONFIG = INVENTORY / "gcp.yml"
 GROUP_VARS = INVENTORY / "group_vars"
-ROLE_GROUPS = {"mlflow", "predictors", "monitoring"}
+ROLE_GROUPS = {"mlflow", "predictors", "monitoring", "gateway"}
 
 # Anything that could hand the plugin real credentials, or make google-auth
 # probe a metadata server, is removed from the environment.
@@ -122,11 +122,13 @@ def instance(role: str | None, private: str, public: str | None = None) -> dict[
     return data
 
 
+# terraform's defaults: only the gateway has a public IP (public_ip_roles).
 HOSTS = {
     "mlops-mlflow-1": instance("mlflow", "10.20.0.2"),
-    "mlops-predictor-1": instance("predictors", "10.20.0.3", "203.0.113.5"),
-    "mlops-predictor-2": instance("predictors", "10.20.0.4", "203.0.113.6"),
+    "mlops-predictor-1": instance("predictors", "10.20.0.3"),
+    "mlops-predictor-2": instance("predictors", "10.20.0.4"),
     "mlops-monitoring-1": instance("monitoring", "10.20.0.5"),
+    "mlops-gateway-1": instance("gateway", "10.20.0.6", "203.0.113.5"),
     "someone-else": instance("bastion", "10.20.0.9", "203.0.113.9"),
     "unlabelled": instance(None, "10.20.0.10"),
 }
@@ -180,6 +182,7 @@ def test_groups_are_exactly_the_role_labels(tmp_path: Path) -> None:
         "mlflow": {"mlops-mlflow-1"},
         "predictors": {"mlops-predictor-1", "mlops-predictor-2"},
         "monitoring": {"mlops-monitoring-1"},
+        "gateway": {"mlops-gateway-1"},
     }
 
 
@@ -187,14 +190,29 @@ def test_ansible_host_is_public_when_there_is_one_else_private(tmp_path: Path) -
     inv = constructed_inventory(tmp_path)
     hostvars = inventory_list(tmp_path, inv)["_meta"]["hostvars"]
     assert hostvars["mlops-mlflow-1"]["ansible_host"] == "10.20.0.2"
-    assert hostvars["mlops-predictor-1"]["ansible_host"] == "203.0.113.5"
+    assert hostvars["mlops-predictor-1"]["ansible_host"] == "10.20.0.3"
+    assert hostvars["mlops-gateway-1"]["ansible_host"] == "203.0.113.5"
+    assert hostvars["mlops-gateway-1"]["gcp_public_ip"] == "203.0.113.5"
     for name, data in HOSTS.items():
         private = data["networkInterfaces"][0]["networkIP"]
         assert hostvars[name]["mlops_node_address"] == private, "nodes talk on private IPs"
         assert hostvars[name]["gcp_private_ip"] == private
 
     forced = inventory_list(tmp_path, inv, GCP_INVENTORY_PRIVATE_IP="true")["_meta"]["hostvars"]
-    assert forced["mlops-predictor-1"]["ansible_host"] == "10.20.0.3"
+    assert forced["mlops-gateway-1"]["ansible_host"] == "10.20.0.6"
+
+
+def test_gateway_backends_are_the_predictors_private_addresses(tmp_path: Path) -> None:
+    """The gateway role builds its backends from group predictors and each host's
+    mlops_node_address: on GCP these are the predictors' private IPs."""
+    inv = constructed_inventory(tmp_path)
+    backends = host_var(
+        tmp_path,
+        inv,
+        "mlops-gateway-1",
+        "groups['predictors'] | map('extract', hostvars, 'mlops_node_address') | sort",
+    )
+    assert backends == ["10.20.0.3", "10.20.0.4"]
 
 
 def host_var(tmp_path: Path, inv: Path, host: str, expression: str, *extra: str, **env: str) -> str:
@@ -268,7 +286,7 @@ def test_backend_store_is_postgresql_only_when_configured(tmp_path: Path) -> Non
     uri = "mlflow_server_backend_store_uri"
     sqlite = host_var(tmp_path, inv, "mlops-mlflow-1", uri, *role_default)
     assert sqlite == "sqlite:////var/lib/mlflow/mlflow.db"
-    postgres = "postgresql://mlflow:pw@10.20.0.50:5432/mlflow"
+    postgres = "postgresql://mlflow:pw@10.20.0.50:5432/mlflow"  # pragma: allowlist secret
     configured = host_var(
         tmp_path, inv, "mlops-mlflow-1", uri, *role_default, MLFLOW_BACKEND_STORE_URI=postgres
     )

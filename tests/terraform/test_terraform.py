@@ -26,14 +26,18 @@ TF = ROOT / "terraform"
 GCP_INVENTORY = ROOT / "inventories" / "gcp" / "gcp.yml"
 PLAYBOOKS = ROOT / "playbooks"
 
-ROLE_GROUPS = {"mlflow", "predictors", "monitoring"}
+ROLE_GROUPS = {"mlflow", "predictors", "monitoring", "gateway"}
 # Which playbook converges which group (DESIGN.md, data flow).
 PLAYBOOK_GROUP = {
     "mlflow.yml": "mlflow",
     "predictor.yml": "predictors",
     "monitoring.yml": "monitoring",
+    "gateway.yml": "gateway",
 }
 ADMIN_PORTS = {"22", "5000", "9090", "3000"}
+# The gateway's HAProxy: the only port clients reach, on the only public role.
+CLIENT_PORT = "8080"
+PREDICTOR_PORT = "5001"
 OPEN_WORLD = {"0.0.0.0/0", "::/0"}
 
 HCL_OPTIONS = SerializationOptions(strip_string_quotes=True, with_comments=False)
@@ -87,6 +91,13 @@ def instance_role_labels() -> dict[str, str]:
         else:
             labels[name] = role
     return labels
+
+
+def local_values() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for block in blocks("locals"):
+        found.update(block)
+    return found
 
 
 def variables() -> dict[str, dict[str, Any]]:
@@ -291,8 +302,65 @@ def test_instances_are_hardened_and_install_nothing() -> None:
         # a public IP only through var.public_ip_roles, never unconditionally
         interface = body["network_interface"][0]
         assert "access_config" not in interface, f"{name}: unconditional public IP"
-    public_default = set(variables()["public_ip_roles"]["default"])
-    assert public_default <= {"predictors"}, "mlflow and monitoring stay private by default"
+
+
+def test_every_role_has_a_machine_type_and_may_be_public() -> None:
+    """local.roles, the machine_types object and public_ip_roles' validation name the same roles."""
+    assert set(local_values()["roles"]) == ROLE_GROUPS
+    variables_ = variables()
+    machine_types = re.findall(r"(\w+)\s*=\s*optional\(", variables_["machine_types"]["type"])
+    assert set(machine_types) == ROLE_GROUPS, "machine_types needs one entry per role"
+    conditions = " ".join(v["condition"] for v in variables_["machine_types"]["validation"])
+    assert {r for r in ROLE_GROUPS if f"var.machine_types.{r}" in conditions} == ROLE_GROUPS
+    allowed = " ".join(v["condition"] for v in variables_["public_ip_roles"]["validation"])
+    assert {r for r in ROLE_GROUPS if f'"{r}"' in allowed} == ROLE_GROUPS
+
+
+def test_the_gateway_is_the_only_public_entry_point() -> None:
+    """By default only the gateway has a public IP, and clients reach only its 8080."""
+    assert variables()["public_ip_roles"]["default"] == ["gateway"], (
+        "only the gateway gets a public IP by default; mlflow, monitoring and the "
+        "predictors stay private (Cloud NAT for egress, IAP for Ansible)"
+    )
+    instance = resources("google_compute_instance")["node"]
+    assert "${var.name_prefix}-${each.value.role}" in instance["tags"], (
+        "each instance carries its role tag, which the client rule targets"
+    )
+
+    firewalls = resources("google_compute_firewall")
+    client_rules = {
+        name: rule
+        for name, rule in firewalls.items()
+        if "client_cidrs" in str(rule["source_ranges"])
+    }
+    assert set(client_rules) == {"client_endpoint"}, client_rules
+    rule = client_rules["client_endpoint"]
+    assert rule["source_ranges"] == "${var.client_cidrs}"
+    assert rule["direction"] == "INGRESS"
+    assert rule["target_tags"] == ["${var.name_prefix}-gateway"], (
+        "clients reach the gateway, never the predictors directly"
+    )
+    assert [(a["protocol"], a.get("ports")) for a in rule["allow"]] == [("tcp", [CLIENT_PORT])]
+
+    # Nothing outside the subnet reaches a predictor's own port.
+    for name, rule in firewalls.items():
+        if rule["source_ranges"] == ["${var.subnet_cidr}"]:
+            continue
+        for allow in rule.get("allow", []):
+            assert "ports" in allow, f"{name} opens every port from outside the subnet"
+            assert PREDICTOR_PORT not in allow["ports"], f"{name} opens {PREDICTOR_PORT}"
+
+
+def test_private_roles_get_cloud_nat() -> None:
+    """Predictors, MLflow and monitoring have no public IP: Cloud NAT gives them egress."""
+    nat = resources("google_compute_router_nat")["this"]
+    assert nat["count"] == "${local.private_only_any ? 1 : 0}"
+    locals_ = local_values()
+    assert locals_["private_only_any"] == (
+        "${length(setsubtract(local.roles, var.public_ip_roles)) > 0}"
+    )
+    private_by_default = set(locals_["roles"]) - set(variables()["public_ip_roles"]["default"])
+    assert private_by_default == ROLE_GROUPS - {"gateway"}
 
 
 def test_service_accounts_hold_no_project_role() -> None:
@@ -408,7 +476,8 @@ def test_valid_variables_pass_validation(tmp_path: Path) -> None:
             "client_cidrs": '["0.0.0.0/0"]',  # a public prediction endpoint is a deliberate choice
             "ssh_public_key": "ssh-ed25519 " + "A" * 68 + " ansible@ci",
             "ansible_members": '["serviceAccount:deployer@my-project-123.iam.gserviceaccount.com"]',
-            "machine_types": '{mlflow = "n2-standard-4"}',
+            "machine_types": '{mlflow = "n2-standard-4", gateway = "e2-micro"}',
+            "public_ip_roles": '["gateway", "monitoring"]',
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -427,10 +496,12 @@ def test_valid_variables_pass_validation(tmp_path: Path) -> None:
         ({"predictor_count": "0"}, "predictor_count must be"),
         ({"predictor_count": "1.5"}, "predictor_count must be"),
         ({"public_ip_roles": '["bastion"]'}, "public_ip_roles may only"),
+        # pragma: allowlist nextline secret
         ({"ssh_public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}, "Never a private key"),
         ({"client_cidrs": '["10.0.0.0/33"]'}, "client_cidrs must hold valid"),
         ({"ansible_members": '["deployer@example.com"]'}, "ansible_members entries"),
         ({"machine_types": '{predictors = "big one"}'}, "machine_types values"),
+        ({"machine_types": '{gateway = "big one"}'}, "machine_types values"),
     ],
 )
 def test_invalid_variables_are_rejected(
