@@ -1,5 +1,11 @@
 """Command line: ``python -m mlops_model {train,info,set-alias} ...`` printing JSON.
 
+Credentials for an MLflow server with basic auth come from MLflow's own
+``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``; with
+``--password-stdin`` the password is read from standard input instead, so it
+appears neither on a command line nor in an environment that a process
+listing or a verbose Ansible log shows.
+
 Exit status: 0 success, 1 bad input or registry error (message on stderr).
 """
 
@@ -47,6 +53,17 @@ def _connection_args(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_REQUEST_TIMEOUT,
         help="seconds per HTTP request to MLflow",
     )
+    parser.add_argument(
+        "--username",
+        default=os.environ.get("MLFLOW_TRACKING_USERNAME"),
+        help="basic-auth user (default: $MLFLOW_TRACKING_USERNAME)",
+    )
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the basic-auth password from the first line of standard input "
+        "(default: $MLFLOW_TRACKING_PASSWORD)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,13 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _password(args: argparse.Namespace) -> str | None:
+    if not args.password_stdin:
+        return os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise MlopsModelError("--password-stdin: standard input holds no password")
+    return password
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.tracking_uri:
         raise MlopsModelError("--tracking-uri (or MLFLOW_TRACKING_URI) is required")
     common: dict[str, Any] = {
         "request_timeout": args.request_timeout,
-        "username": os.environ.get("MLFLOW_TRACKING_USERNAME"),
-        "password": os.environ.get("MLFLOW_TRACKING_PASSWORD"),
+        "username": args.username or None,
+        "password": _password(args),
     }
     if args.command == "train":
         params = TrainParams(
