@@ -40,8 +40,17 @@ def wait_http(url: str, timeout: float = 90.0) -> None:
 class MlflowServer:
     """A real `mlflow server` process with a SQLite registry and proxied artifacts."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
+        self.extra_args = extra_args
+        # the job workers (huey) are not used by the tests and cost a core
+        self.env = dict(env if env is not None else os.environ)
+        self.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,6 +63,7 @@ class MlflowServer:
             [
                 mlflow_bin,
                 "server",
+                *self.extra_args,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -69,8 +79,7 @@ class MlflowServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.root,
-            # the job workers (huey) are not used by the tests and cost a core
-            env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+            env=self.env,
         )
         wait_http(f"{self.url}/health")
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlops_model.serving.metrics import iter_samples
-from serving_helpers import set_alias, wait_for
+from gunicorn_predictor import running_predictor
 
 ROOT = Path(__file__).resolve().parents[3]
 REPORT = ROOT / ".work" / "fuzz-report.json"
@@ -45,12 +43,6 @@ RUN_TIMEOUT = int(os.environ.get("PREDICTOR_FUZZ_TIMEOUT", "300"))  # s, the who
 # Statuses with which a request that violates the document may be refused: every 4xx
 # the document declares for /predict, and 404/405 for wrong paths and methods.
 REJECTION_STATUSES = ["400", "404", "405", "413", "415"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -66,55 +58,8 @@ def get(url: str) -> tuple[int, bytes]:
 @pytest.fixture
 def predictor(serving_models: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A real gunicorn (production config, two workers) serving the strong version."""
-    set_alias(serving_models.url, serving_models.name, serving_models.strong)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    (tmp_path / "prometheus").mkdir()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": serving_models.url,
-        "PREDICTOR_MODEL_NAME": serving_models.name,
-        "PREDICTOR_MODEL_ALIAS": "champion",
-        "PREDICTOR_BIND": f"127.0.0.1:{port}",
-        "PREDICTOR_WORKERS": "2",
-        "PREDICTOR_POLL_INTERVAL": "30",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
-    }
-    log = tmp_path / "gunicorn.log"
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                gunicorn,
-                "-c", "python:mlops_model.serving.gunicorn_conf",
-                "mlops_model.serving.wsgi:app",
-            ],
-            env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def reloads() -> float:
-        status, body = get(f"{url}/metrics")
-        if status != 200:
-            return -1
-        return next(iter_samples(body.decode(), "predictor_model_reloads_total"))[1]
-
-    try:
-        wait_for(
-            lambda: proc.poll() is not None or get(f"{url}/ready")[0] == 200,
-            120,
-            "gunicorn to be ready",
-        )
-        assert proc.poll() is None, log.read_text()
-        wait_for(lambda: reloads() == 2, 60, "both workers to load the model")
-        yield url, log
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    with running_predictor(serving_models, tmp_path) as server:
+        yield server.url, server.log
 
 
 def short(text: str, limit: int = 400) -> str:

@@ -14,15 +14,12 @@ import base64
 import io
 import json
 import os
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -32,7 +29,7 @@ from mlops_model.serving.prepare import download
 from mlops_model.serving.registry_client import RegistryUnavailable, RestRegistry
 from serving_helpers import register_version, set_alias, strong_forest
 
-from tests.conftest import free_port, wait_http
+from tests.conftest import MlflowServer
 
 CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
@@ -131,7 +128,6 @@ def _api(url: str, path: str, user: str, password: str, body: dict | None = None
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
     """MLflow with basic auth: the admin registers a version of MODEL, a reader exists."""
-    pytest.importorskip("flask_wtf", reason="mlflow[auth] (requirements-dev.txt) is not installed")
     root = tmp_path_factory.mktemp("mlflow-auth")
     config = root / "basic_auth.ini"
     config.write_text(
@@ -141,41 +137,16 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer
         "admin_username = admin\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
     env.update(
         MLFLOW_AUTH_CONFIG_PATH=str(config),
         MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
         MLFLOW_FLASK_SERVER_SECRET_KEY="unit-test-key",  # pragma: allowlist secret
-        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
     )
-    with (root / "server.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("mlflow")),
-                "server",
-                "--app-name",
-                "basic-auth",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(root / "artifacts"),
-                "--serve-artifacts",
-                "--workers",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            env=env,
-        )
+    server = MlflowServer(root, extra_args=("--app-name", "basic-auth"), env=env)
+    url = server.url
     try:
-        wait_http(f"{url}/health")
+        server.start()
         reader = {"username": "reader", "password": READER_PASSWORD}
         _api(url, "users/create", "admin", ADMIN_PASSWORD, reader)
         with pytest.MonkeyPatch.context() as mp:
@@ -185,11 +156,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer
             set_alias(url, MODEL, version)
         yield AuthServer(url=url, version=version)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 def test_server_refuses_anonymous_requests(auth_server):

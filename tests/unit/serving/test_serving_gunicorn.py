@@ -4,116 +4,27 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gunicorn_predictor import Predictor, running_predictor
 from mlops_model.serving.metrics import iter_samples
-from serving_helpers import PROBE_ROW, set_alias, wait_for
+from serving_helpers import PROBE_ROW, wait_for
 
 MAX_BODY = 8192
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Predictor:
-    def __init__(self, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-        self.port = port
-        self.proc = proc
-        self.log = log
-
-    def request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, bytes]:
-        # A new connection per request, so the kernel spreads them over both workers.
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
-
-    def predict(self, payload: Any) -> tuple[int, Any]:
-        status, raw = self.request(
-            "POST", "/predict", json.dumps(payload), {"Content-Type": "application/json"}
-        )
-        return status, json.loads(raw)
-
-    def metrics(self) -> str:
-        status, raw = self.request("GET", "/metrics")
-        assert status == 200
-        return raw.decode()
-
-    def ready(self) -> bool:
-        try:
-            return self.request("GET", "/ready")[0] == 200
-        except OSError:
-            return False
-
-    def reloads(self) -> float:
-        try:
-            return next(iter_samples(self.metrics(), "predictor_model_reloads_total"))[1]
-        except OSError:  # between workers during a reload
-            return -1
-
-    def workers(self) -> set[int]:
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return {int(pid) for pid in children.read_text().split()}
-
-
 @pytest.fixture
 def predictor(serving_models: Any, tmp_path: Path) -> Iterator[Predictor]:
-    set_alias(serving_models.url, serving_models.name, serving_models.strong)
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": serving_models.url,
-        "PREDICTOR_MODEL_NAME": serving_models.name,
-        "PREDICTOR_MODEL_ALIAS": "champion",
-        "PREDICTOR_BIND": f"127.0.0.1:{port}",
-        "PREDICTOR_WORKERS": "2",
-        "PREDICTOR_POLL_INTERVAL": "30",
-        "PREDICTOR_MAX_BODY_BYTES": str(MAX_BODY),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
-    }
     (tmp_path / "prometheus").mkdir()
     (tmp_path / "prometheus" / "gauge_livemax_1.db").write_bytes(b"stale")  # cleaned at start
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                gunicorn,
-                "-c", "python:mlops_model.serving.gunicorn_conf",
-                "mlops_model.serving.wsgi:app",
-            ],
-            env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    server = Predictor(port, proc, log)
-    try:
-        wait_for(lambda: proc.poll() is not None or server.ready(), 120, "gunicorn to be ready")
-        assert proc.poll() is None, log.read_text()
-        wait_for(lambda: server.reloads() == 2, 60, "both workers to load the model")
+    with running_predictor(
+        serving_models, tmp_path, PREDICTOR_MAX_BODY_BYTES=str(MAX_BODY)
+    ) as server:
         yield server
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 def predict_total(text: str) -> dict[str, float]:
