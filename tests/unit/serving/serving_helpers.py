@@ -23,32 +23,49 @@ def iris_frame() -> tuple[pd.DataFrame, np.ndarray]:
     return x, np.asarray(data.target)
 
 
-def register_version(
-    tracking_uri: str, name: str, estimator: Any, n_classes: int = len(CLASS_NAMES)
+def log_and_register(
+    tracking_uri: str,
+    name: str,
+    estimator: Any,
+    trusted: list[str] = SKOPS_TRUSTED,
+    **log_model_args: Any,
 ) -> str:
-    """Log and register ``estimator`` the way the trainer does; return the new version.
-
-    ``n_classes`` below 3 trains on the first classes only: a version serving must refuse.
-    """
+    """Log a fitted ``estimator`` with skops and register it; return the new version."""
     import mlflow
-    from mlflow.models import infer_signature
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    x, y = iris_frame()
-    keep = y < n_classes
-    x, y = x[keep].reset_index(drop=True), y[keep]
-    estimator.fit(x, y)
     with _use_tracking_uri(tracking_uri), mlflow.start_run():
         info = mlflow.sklearn.log_model(
             sk_model=estimator,
             name="model",
             serialization_format="skops",
-            skops_trusted_types=SKOPS_TRUSTED,
-            signature=infer_signature(x, estimator.predict_proba(x)),
-            input_example=x[:3],
+            skops_trusted_types=trusted,
             registered_model_name=name,
+            **log_model_args,
         )
     return str(info.registered_model_version)
+
+
+def register_version(
+    tracking_uri: str, name: str, estimator: Any, n_classes: int = len(CLASS_NAMES)
+) -> str:
+    """Fit, log and register ``estimator`` the way the trainer does; return the new version.
+
+    ``n_classes`` below 3 trains on the first classes only: a version serving must refuse.
+    """
+    from mlflow.models import infer_signature
+
+    x, y = iris_frame()
+    keep = y < n_classes
+    x, y = x[keep].reset_index(drop=True), y[keep]
+    estimator.fit(x, y)
+    return log_and_register(
+        tracking_uri,
+        name,
+        estimator,
+        signature=infer_signature(x, estimator.predict_proba(x)),
+        input_example=x[:3],
+    )
 
 
 def set_alias(tracking_uri: str, name: str, version: str, alias: str = "champion") -> None:

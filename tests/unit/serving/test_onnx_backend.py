@@ -32,7 +32,7 @@ from mlops_model.serving.loader import RegistryLoader
 from mlops_model.serving.metrics import iter_samples
 from mlops_model.serving.registry_client import RegistryUnavailable, ResolvedVersion
 from mlops_model.serving.settings import Settings, SettingsError
-from serving_helpers import iris_frame, set_alias
+from serving_helpers import iris_frame, log_and_register, set_alias
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
@@ -82,19 +82,7 @@ def reference(estimator: Any, rows: np.ndarray) -> np.ndarray:
 
 
 def register(url: str, name: str, estimator: Any, trusted: list[str]) -> str:
-    import mlflow
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
-    with _use_tracking_uri(url), mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            sk_model=estimator,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=trusted,
-            registered_model_name=name,
-            pip_requirements=PIP,
-        )
-    version = str(info.registered_model_version)
+    version = log_and_register(url, name, estimator, trusted, pip_requirements=PIP)
     set_alias(url, name, version)
     return version
 
