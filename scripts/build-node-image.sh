@@ -5,7 +5,11 @@
 # certificates are the host's own: nothing here names a mirror.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-PACKAGES=systemd,systemd-sysv,dbus,python3,python3-venv,python3-apt,sudo,ca-certificates,iproute2,procps,curl
+# openssh-server: Ansible reaches the nodes over SSH, as it reaches GCP instances.
+PACKAGES=systemd,systemd-sysv,dbus,python3,python3-venv,python3-apt,sudo,ca-certificates,iproute2,procps,curl,openssh-server
+# The login Ansible uses, as on a cloud image: an unprivileged user with
+# passwordless sudo, its key mounted by the local_nodes role.
+NODE_USER=ansible
 MASKED_UNITS=(
   getty.target console-getty.service systemd-udevd.service systemd-udev-trigger.service
   systemd-remount-fs.service dev-hugepages.mount sys-fs-fuse-connections.mount
@@ -15,7 +19,33 @@ MASKED_UNITS=(
 
 # The tag hashes what goes into the image (package list, masked units and the
 # build steps), not comments or the rest of this script.
-recipe_hash() { { declare -p PACKAGES MASKED_UNITS; declare -f build; } | sha256sum | cut -c1-12; }
+recipe_hash() { { declare -p PACKAGES MASKED_UNITS NODE_USER; declare -f build configure_ssh; } | sha256sum | cut -c1-12; }
+
+# Every node gets host keys of its own at first boot (the ones debootstrap
+# made would be shared by all nodes), key-only logins for NODE_USER, and no
+# root login. Authorized keys come from /etc/ssh/authorized_keys/<user>,
+# which local_nodes mounts read-only from the controller's state folder.
+configure_ssh() {
+  local rootfs="$1"
+  rm -f "$rootfs"/etc/ssh/ssh_host_*
+  mkdir -p "$rootfs/etc/systemd/system/ssh.service.d" "$rootfs/etc/ssh/authorized_keys"
+  cat >"$rootfs/etc/systemd/system/ssh.service.d/host-keys.conf" <<'UNIT'
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+UNIT
+  cat >"$rootfs/etc/ssh/sshd_config.d/lab.conf" <<'CONF'
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys/%u
+CONF
+  chroot "$rootfs" useradd --create-home --shell /bin/bash "$NODE_USER"
+  echo "$NODE_USER ALL=(ALL) NOPASSWD:ALL" >"$rootfs/etc/sudoers.d/$NODE_USER"
+  chmod 0440 "$rootfs/etc/sudoers.d/$NODE_USER"
+  chroot "$rootfs" systemctl enable ssh.service >/dev/null 2>&1
+}
 
 host_sources() {
   # deb822 sources first, then the classic list; only Debian's own archive
@@ -65,6 +95,7 @@ build() {
   fi
   chroot "$rootfs" systemctl mask "${MASKED_UNITS[@]}" >/dev/null 2>&1
   chroot "$rootfs" systemctl set-default multi-user.target >/dev/null
+  configure_ssh "$rootfs"
   : > "$rootfs/etc/machine-id"
   chroot "$rootfs" apt-get clean
 

@@ -5,7 +5,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
 
-champion="$(curl -fsS "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion" \
+# MLflow runs with accounts: read the registry as the predictors do.
+reader="reader:$(cat "$ROOT/credentials/mlflow_reader_password" 2>/dev/null)"
+champion="$(curl -fsS -u "$reader" "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion" \
   | json_field '"version " + d["model_version"]["version"]')" || champion="not found"
 prediction="$(curl -fsS -X POST http://127.0.0.1:8080/predict -H 'Content-Type: application/json' \
   -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}')" || prediction="no answer"
@@ -34,6 +36,7 @@ cat <<SUMMARY
 
 mlops-stack is up on the local podman nodes
   MLflow tracking server   http://127.0.0.1:5000   model iris@champion: $champion
+                           accounts admin, writer, reader: credentials/mlflow_<account>_password
   gateway (HAProxy)        http://127.0.0.1:8080   $gateway
   predictors               http://127.0.0.1:5001 and http://127.0.0.1:5002
   Prometheus               http://127.0.0.1:9090   $targets

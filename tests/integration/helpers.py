@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+MLFLOW = "http://127.0.0.1:5000"
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.8, 3.0, 5.9, 2.3]]
 
 
-def get_json(url: str, timeout: float = 10) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def mlflow_auth(account: str) -> dict[str, str]:
+    """Basic-auth header of a lab MLflow account (passwords in credentials/)."""
+    password = (ROOT / "credentials" / f"mlflow_{account}_password").read_text().strip()
+    token = base64.b64encode(f"{account}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def get_json(url: str, timeout: float = 10, account: str | None = None) -> Any:
+    """GET a JSON document; `account` signs in to the lab's MLflow as that account."""
+    headers = mlflow_auth(account) if account else {}
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers=headers), timeout=timeout
+    ) as resp:
         return json.load(resp)
 
 

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.nodes
 
 # Inventory group -> TCP ports its hosts may listen on (docs/security.md).
 ALLOWED_TCP: dict[str, dict[int, str]] = {
-    "all": {9100: "node exporter"},
-    "mlflow": {5000: "MLflow tracking server"},
+    "all": {9100: "node exporter", 22: "SSH (Ansible, as on GCP)"},
+    "mlflow": {5000: "MLflow tracking server", 5005: "MLflow metrics listener"},
     "predictors": {5001: "predictor (gunicorn)"},
     "monitoring": {9090: "Prometheus", 3000: "Grafana"},
     "gateway": {8080: "gateway (HAProxy)", 8404: "gateway stats and metrics"},

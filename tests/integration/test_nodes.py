@@ -19,16 +19,17 @@ def test_every_node_runs_systemd_without_failed_units(local_stack: Stack):
         assert state == "running", f"{node}: {state}; failed units: {failed}"
 
 
-def test_ansible_gathers_facts_from_every_node(local_stack: Stack):
+def test_ansible_reaches_every_node_over_ssh_as_the_unprivileged_user(local_stack: Stack):
+    """As on GCP: SSH with the generated key, the `ansible` login, root only through sudo."""
     proc = subprocess.run(
         [
             "ansible",
             "local_nodes",
             "-m",
             "ansible.builtin.setup",
-            "-a",
-            "filter=ansible_distribution*",
             "-o",
+            "-a",
+            "filter=ansible_user_id,ansible_distribution",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -36,12 +37,37 @@ def test_ansible_gathers_facts_from_every_node(local_stack: Stack):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    seen = {}
-    for line in proc.stdout.splitlines():
-        host, _, rest = line.partition(" | SUCCESS => ")
-        if rest:
-            seen[host] = json.loads(rest)["ansible_facts"]["ansible_distribution"]
-    assert seen == dict.fromkeys(NODES, "Debian")
+    facts = {
+        host: json.loads(rest)["ansible_facts"]
+        for host, _, rest in (line.partition(" | SUCCESS => ") for line in proc.stdout.splitlines())
+        if rest
+    }
+    seen = {host: (f["ansible_distribution"], f["ansible_user_id"]) for host, f in facts.items()}
+    assert seen == dict.fromkeys(NODES, ("Debian", "ansible"))
+    # the nodes refuse root and password logins
+    key = ROOT / ".work" / "ssh" / "id_ed25519"
+    root_login = subprocess.run(
+        [
+            "ssh",
+            "-p",
+            "2201",
+            "-i",
+            str(key),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "root@127.0.0.1",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert root_login.returncode == 255, root_login.stderr
+    assert "Permission denied" in root_login.stderr
 
 
 def test_ports_are_published_on_loopback_only(local_stack: Stack):

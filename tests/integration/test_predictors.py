@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .conftest import Stack
-from .helpers import IRIS_ROWS, get_json, post_json
+from .helpers import IRIS_ROWS, MLFLOW, get_json, post_json
 
 pytestmark = pytest.mark.nodes
 
@@ -20,7 +20,8 @@ def test_predictor_serves_the_champion(local_stack: Stack, base: str):
     assert body["model"]["name"] == "iris"
     assert body["model"]["alias"] == "champion"
     champion = get_json(
-        "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion"
+        f"{MLFLOW}/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion",
+        account="reader",
     )["model_version"]["version"]
     assert str(body["model"]["version"]) == str(champion)
     assert get_json(f"{base}/ready")

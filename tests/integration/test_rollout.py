@@ -33,13 +33,20 @@ from typing import Any
 import pytest
 
 from .conftest import ROOT, Recap, Stack, ansible_playbook, podman_exec
-from .helpers import IRIS_ROWS, get_json, post_json, prom_query, wait_until
+from .helpers import (
+    IRIS_ROWS,
+    MLFLOW,
+    get_json,
+    mlflow_auth,
+    post_json,
+    prom_query,
+    wait_until,
+)
 from .load import Load, LoadResult
 
 pytestmark = pytest.mark.nodes
 
 GATEWAY = "http://127.0.0.1:8080"
-MLFLOW = "http://127.0.0.1:5000"
 PROMETHEUS = "http://127.0.0.1:9090"
 PREDICTORS = {"predictor-1": "http://127.0.0.1:5001", "predictor-2": "http://127.0.0.1:5002"}
 RATE = 40.0
@@ -58,14 +65,14 @@ CANDIDATE_PARAMS = ("-e", "train_n_estimators=50", "-e", "train_max_depth=3")
 def champion() -> str | None:
     url = f"{MLFLOW}/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion"
     try:
-        return str(get_json(url, timeout=5)["model_version"]["version"])
+        return str(get_json(url, timeout=5, account="reader")["model_version"]["version"])
     except (OSError, ValueError, KeyError):
         return None
 
 
 def registry_versions() -> list[str]:
     url = f"{MLFLOW}/api/2.0/mlflow/model-versions/search?filter=name%3D%27iris%27"
-    versions = get_json(url)["model_versions"]
+    versions = get_json(url, account="reader")["model_versions"]
     return sorted((str(v["version"]) for v in versions), key=int)
 
 
@@ -258,7 +265,8 @@ def candidate(original: str) -> Iterator[str]:
         request = urllib.request.Request(
             f"{MLFLOW}/api/2.0/mlflow/model-versions/delete",
             data=json.dumps({"name": "iris", "version": version}).encode(),
-            headers={"Content-Type": "application/json"},
+            # deleting a version takes MANAGE: only the admin holds it
+            headers={"Content-Type": "application/json", **mlflow_auth("admin")},
             method="DELETE",
         )
         with urllib.request.urlopen(request, timeout=10) as resp:

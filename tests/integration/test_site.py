@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import urllib.error
 import urllib.request
 
 import pytest
 
 from .conftest import Stack, ansible_playbook, podman_exec
+from .helpers import MLFLOW, get_json, mlflow_auth
 
 pytestmark = pytest.mark.nodes
 
@@ -38,18 +39,30 @@ def test_second_converge_reports_no_change(second_run: Stack):
 
 
 def test_champion_is_registered_and_visible_on_loopback(second_run: Stack):
-    url = "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/get?name=iris"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        model = json.load(resp)["registered_model"]
+    url = f"{MLFLOW}/api/2.0/mlflow/registered-models/get?name=iris"
+    model = get_json(url, account="reader")["registered_model"]
     aliases = {a["alias"]: a["version"] for a in model.get("aliases", [])}
     assert "champion" in aliases, model
     # the second converge trained nothing new
-    versions_url = (
-        "http://127.0.0.1:5000/api/2.0/mlflow/model-versions/search?filter=name%3D%27iris%27"
-    )
-    with urllib.request.urlopen(versions_url, timeout=10) as resp:
-        versions = json.load(resp)["model_versions"]
+    versions_url = f"{MLFLOW}/api/2.0/mlflow/model-versions/search?filter=name%3D%27iris%27"
+    versions = get_json(versions_url, account="reader")["model_versions"]
     assert len(versions) == 1, [v["version"] for v in versions]
+
+
+def test_the_lab_registry_runs_with_accounts(local_stack: Stack):
+    """The production default: no anonymous access, the reader may not write."""
+    url = f"{MLFLOW}/api/2.0/mlflow/registered-models/get?name=iris"
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        get_json(url)
+    assert anonymous.value.code == 401
+    request = urllib.request.Request(
+        f"{MLFLOW}/api/2.0/mlflow/registered-models/create",
+        data=b'{"name": "written-by-the-reader"}',
+        headers={"Content-Type": "application/json", **mlflow_auth("reader")},
+    )
+    with pytest.raises(urllib.error.HTTPError) as reader_write:
+        urllib.request.urlopen(request, timeout=10)
+    assert reader_write.value.code == 403
 
 
 def test_second_converge_does_not_restart_prometheus(second_run: Stack):

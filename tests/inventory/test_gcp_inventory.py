@@ -265,9 +265,15 @@ def test_ssh_goes_through_iap_by_instance_name(tmp_path: Path) -> None:
 def test_mlflow_uses_the_bucket_auth_and_grafana_is_required(tmp_path: Path) -> None:
     mlflow_vars = yaml.safe_load((GROUP_VARS / "mlflow.yml").read_text())
     assert mlflow_vars["mlflow_server_artifacts_destination"].startswith("gs://")
-    all_vars = yaml.safe_load((GROUP_VARS / "all.yml").read_text())
-    assert all_vars["mlflow_server_auth_enabled"] is True
-    assert all_vars["grafana_required"] is True
+    # the production switches are the roles' defaults, shared with the lab
+    # (tests/inventory/test_environments.py: no inventory overrides them on GCP)
+    roles = ROOT / "collections/ansible_collections/mlops/stack/roles"
+    defaults = {
+        role: yaml.safe_load((roles / role / "defaults/main.yml").read_text())
+        for role in ("mlflow_server", "grafana")
+    }
+    assert defaults["mlflow_server"]["mlflow_server_auth_enabled"] is True
+    assert defaults["grafana"]["grafana_required"] is True
 
     inv = constructed_inventory(tmp_path)
     destination = host_var(

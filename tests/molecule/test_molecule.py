@@ -1,10 +1,13 @@
 """Every molecule scenario of every collection role: create, converge,
-idempotence, verify and destroy on real podman nodes with systemd."""
+idempotence, verify and destroy on real podman nodes with systemd, reached
+over SSH like the local nodes."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -32,21 +35,49 @@ def test_every_public_role_has_a_scenario():
     assert roles <= tested, f"roles without a molecule scenario: {sorted(roles - tested)}"
 
 
-@pytest.mark.molecule
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
-def test_scenario(scenario: Path, tmp_path: Path):
-    role_dir = scenario.parents[2]
+def run_scenario(scenario: Path, log: Path) -> int:
     env = dict(os.environ, MLOPS_ROOT=str(ROOT), PY_COLORS="0", ANSIBLE_FORCE_COLOR="0")
-    log = tmp_path / "molecule.log"
     with log.open("w") as out:
-        proc = subprocess.run(
+        return subprocess.run(
             ["molecule", "test", "-s", scenario.parent.name],
-            cwd=role_dir,
+            cwd=scenario.parents[2],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             timeout=1500,
-        )
-    if proc.returncode != 0:
+        ).returncode
+
+
+@pytest.fixture(scope="session")
+def scenario_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[Path, tuple[Future[int], Path]]]:
+    """Every selected scenario, MLOPS_MOLECULE_JOBS (default 2) at a time.
+
+    Scenarios have their own nodes and networks, and spend much of their time
+    waiting on apt and pip inside the nodes, so two share the machine's two
+    cores well. Those with the most nodes start first.
+    """
+    selected = [
+        item.callspec.params["scenario"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.originalname == "test_scenario"
+    ]
+    selected.sort(key=lambda path: -path.read_text().count("- name:"))
+    logs = tmp_path_factory.mktemp("molecule")
+    jobs = int(os.environ.get("MLOPS_MOLECULE_JOBS", "2"))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        runs = {}
+        for scenario in selected:
+            log = logs / (scenario_id(scenario).replace("/", "-") + ".log")
+            runs[scenario] = (pool.submit(run_scenario, scenario, log), log)
+        yield runs
+
+
+@pytest.mark.molecule
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
+def test_scenario(scenario: Path, scenario_runs: dict[Path, tuple[Future[int], Path]]):
+    future, log = scenario_runs[scenario]
+    if future.result() != 0:
         tail = log.read_text()[-6000:]
         pytest.fail(f"molecule {scenario_id(scenario)} failed:\n{tail}")

@@ -4,7 +4,10 @@ matches the scenarios on disk."""
 
 from __future__ import annotations
 
+import ast
+import configparser
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _pytest.mark.expression import Expression
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -130,7 +134,7 @@ def test_gcp_workflows_authenticate_with_wif() -> None:
 
 def molecule_matrix() -> set[tuple[str, str]]:
     ci = load(WORKFLOWS / "ci.yml")
-    jobs = [j for j in ci["jobs"].values() if "molecule" in run_text({"jobs": {"j": j}})]
+    jobs = [j for j in ci["jobs"].values() if "molecule test" in run_text({"jobs": {"j": j}})]
     assert len(jobs) == 1, "ci.yml must have exactly one molecule job"
     include = jobs[0]["strategy"]["matrix"]["include"]
     return {(entry["role"], entry["scenario"]) for entry in include}
@@ -155,7 +159,8 @@ def test_ci_runs_every_check() -> None:
         "yamllint",
         "ansible-lint",
         "actionlint",
-        "pytest tests/unit",
+        'pytest -m "not nodes and not molecule"',
+        "pytest -m nodes",
         "terraform fmt -check",
         "terraform init -backend=false",
         "terraform validate",
@@ -163,6 +168,85 @@ def test_ci_runs_every_check() -> None:
         "molecule test",
     ):
         assert command in text, f"ci.yml does not run {command!r}"
+
+
+def pytest_runs(workflow: dict[str, Any]) -> list[tuple[list[str], str]]:
+    """(paths, marker expression) of every pytest command in the workflow's run blocks."""
+    runs = []
+    for line in run_text(workflow).splitlines():
+        words = shlex.split(line.split("#")[0]) if "pytest" in line else []
+        if not words or words[0] != "pytest":
+            continue
+        marker = words[words.index("-m") + 1] if "-m" in words else ""
+        options_with_value = {"-m", "-k", "-p", "-c", "--junitxml"}
+        paths = [
+            w
+            for i, w in enumerate(words[1:], 1)
+            if not w.startswith("-") and words[i - 1] not in options_with_value
+        ]
+        runs.append((paths, marker))
+    return runs
+
+
+PHASE_MARKERS = ("nodes", "molecule")
+
+
+def file_markers(path: Path) -> set[str]:
+    """The phase markers of a test file's tests ("" for an unmarked, fast test)."""
+    tree = ast.parse(path.read_text())
+    names = lambda node: {m for m in PHASE_MARKERS if f"pytest.mark.{m}" in ast.unparse(node)}  # noqa: E731
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in stmt.targets
+        ):
+            return names(stmt.value) or {""}
+    found: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name.startswith("test_"):
+            marks = set().union(*(names(d) for d in stmt.decorator_list))
+            found |= marks or {""}
+    return found
+
+
+def folder_markers() -> dict[Path, set[str]]:
+    """Every folder of test files under pytest's testpaths, with its tests' phase markers."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "pytest.ini")
+    folders: dict[Path, set[str]] = {}
+    for testpath in config["pytest"]["testpaths"].split():
+        for path in (ROOT / testpath).rglob("test_*.py"):
+            folders.setdefault(path.parent.relative_to(ROOT), set()).update(file_markers(path))
+    return folders
+
+
+def admits(expression: str, marker: str) -> bool:
+    if not expression:
+        return True
+    return Expression.compile(expression).evaluate(lambda name, **_: name == marker)
+
+
+def test_ci_runs_every_test_folder() -> None:
+    """A test folder that ./stack test runs must run in ci.yml too: a pytest
+    command there covers its path and admits its markers (molecule scenarios
+    also count as run by the molecule matrix, checked above)."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "pytest.ini")
+    testpaths = config["pytest"]["testpaths"].split()
+    runs = pytest_runs(load(WORKFLOWS / "ci.yml"))
+    assert runs, "ci.yml runs no pytest"
+    missing = []
+    for folder, markers in folder_markers().items():
+        for marker in markers:
+            if marker == "molecule" and molecule_matrix():
+                continue
+            covered = any(
+                any(folder.is_relative_to(Path(p)) for p in (paths or testpaths))
+                and admits(expression, marker)
+                for paths, expression in runs
+            )
+            if not covered:
+                missing.append(f"{folder} ({marker or 'unmarked'})")
+    assert not missing, f"test folders that no ci.yml job runs: {missing}"
 
 
 def test_release_builds_and_publishes_on_tags() -> None:
