@@ -45,9 +45,13 @@ DEFAULT_OUTPUT = (
     / "dashboards"
 )
 
-# The grafana role provisions its Prometheus datasource with this fixed uid.
-DATASOURCE_UID = "prometheus"
-DATASOURCE = dashboard_models.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
+# Every panel and query variable takes its datasource from this dashboard variable, never
+# from a fixed uid: the grafana role sets the variable's current value to the uid it
+# provisions (grafana_datasource_uid), and a user may switch it in the UI.
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE = dashboard_models.DataSourceRef(
+    type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}"
+)
 RATE = "$__rate_interval"
 PREDICT = 'endpoint="/predict"'
 PREDICTORS = 'instance=~"$instance"'
@@ -187,7 +191,18 @@ def query_variable(name: str, label: str, expr: str) -> dashboard.QueryVariable:
     )
 
 
+def datasource_variable() -> dashboard.DatasourceVariable:
+    """The Prometheus datasource the panels use; no current value here (see DATASOURCE)."""
+    return (
+        dashboard.DatasourceVariable(DATASOURCE_VARIABLE)
+        .label("Data source")
+        .description("Prometheus datasource of every panel.")
+        .type("prometheus")
+    )
+
+
 def base(uid: str, title: str, description: str) -> dashboard.Dashboard:
+    """A dashboard whose first variable is the datasource every panel and query uses."""
     return (
         dashboard.Dashboard(title)
         .uid(uid)
@@ -198,6 +213,7 @@ def base(uid: str, title: str, description: str) -> dashboard.Dashboard:
         .time("now-1h", "now")
         .refresh("10s")
         .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
+        .with_variable(datasource_variable())
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ROOT / "collections" / "ansible_collections" / "mlops" / "stack" / "roles"
 PROMETHEUS_ROLE = ROLES / "prometheus"
+GRAFANA_ROLE = ROLES / "grafana"
 RULES_FILE = PROMETHEUS_ROLE / "files" / "rules" / "mlops.rules.yml"
 RULES_TEST_FILE = PROMETHEUS_ROLE / "tests" / "mlops.rules.test.yml"
 
@@ -86,6 +88,91 @@ def ansible_playbook() -> str:
     return found
 
 
+def ansible_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for an ansible-playbook run that keeps everything in tmp_path."""
+    cfg = tmp_path / "ansible.cfg"
+    cfg.write_text("[defaults]\nretry_files_enabled = false\n")
+    return {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(cfg),
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_NOCOLOR": "1",
+    }
+
+
+def evaluate_with_role_vars(
+    tmp_path: Path,
+    role: Path,
+    expressions: dict[str, str],
+    extra_vars: dict | None = None,
+    cases: dict[str, dict] | None = None,
+) -> dict:
+    """Evaluate Jinja expressions on localhost the way the role sees them.
+
+    The play loads the role's real defaults and vars; `extra_vars` go in as extra vars
+    and the values of each of `cases` as task vars (both outrank the role's defaults and
+    vars, like the facts its tasks set). Each value of `expressions` is a template
+    ("{{ ... }}"); the results come back under the same keys, as JSON, per case when
+    `cases` is given. One ansible-playbook run for all cases.
+    """
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "extra.yml").write_text(yaml.safe_dump(extra_vars or {}))
+    (tmp_path / "playbooks").mkdir(exist_ok=True)  # the roles' defaults expect ../credentials
+    runs = cases if cases is not None else {"value": {}}
+    outputs = {case: tmp_path / f"evaluated-{index}.json" for index, case in enumerate(runs)}
+    playbook = [
+        {
+            "name": f"Evaluate expressions of {role.name}",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars_files": [str(role / "defaults" / "main.yml"), str(role / "vars" / "main.yml")],
+            "tasks": [
+                {
+                    "name": f"Write the values of {case}",
+                    "ansible.builtin.copy": {
+                        "content": "{{ __evaluated | to_json }}",
+                        "dest": str(outputs[case]),
+                        "mode": "0644",
+                    },
+                    "vars": {**case_vars, "__evaluated": expressions},
+                }
+                for case, case_vars in runs.items()
+            ],
+        }
+    ]
+    playbook_file = tmp_path / "playbooks" / "evaluate.yml"
+    playbook_file.write_text(yaml.safe_dump(playbook, sort_keys=False))
+    result = run(
+        [
+            ansible_playbook(),
+            "-i",
+            "localhost,",
+            str(playbook_file),
+            "-e",
+            f"@{tmp_path / 'extra.yml'}",
+        ],
+        env=ansible_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    values = {case: json.loads(path.read_text()) for case, path in outputs.items()}
+    return values if cases is not None else values["value"]
+
+
+def role_task(role: Path, task_file: str, name: str) -> dict:
+    """The task called `name` in the role's tasks/<task_file> (blocks searched too)."""
+    tasks = list(yaml.safe_load((role / "tasks" / task_file).read_text()))
+    while tasks:
+        task = tasks.pop(0)
+        if task.get("name") == name:
+            return task
+        tasks.extend(task.get("block", []))
+    raise AssertionError(f"no task {name!r} in {role.name}/tasks/{task_file}")
+
+
 def render_prometheus_config(
     tmp_path: Path, inventory: dict, extra_vars: dict | None = None, host: str = "monitor-1"
 ) -> tuple[Path, dict]:
@@ -124,16 +211,6 @@ def render_prometheus_config(
     ]
     playbook_file = tmp_path / "render.yml"
     playbook_file.write_text(yaml.safe_dump(playbook, sort_keys=False))
-    cfg = tmp_path / "ansible.cfg"
-    cfg.write_text("[defaults]\nretry_files_enabled = false\n")
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(cfg),
-        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        "ANSIBLE_NOCOLOR": "1",
-    }
     result = run(
         [
             ansible_playbook(),
@@ -143,7 +220,7 @@ def render_prometheus_config(
             "-e",
             f"@{tmp_path / 'overrides.yml'}",
         ],
-        env=env,
+        env=ansible_env(tmp_path),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr

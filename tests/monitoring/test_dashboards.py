@@ -10,12 +10,14 @@ import sys
 import pytest
 import yaml
 
-from .support import PREDICTOR_METRICS, ROLES, ROOT, metric_names
+from .support import GRAFANA_ROLE, PREDICTOR_METRICS, ROOT, evaluate_with_role_vars, metric_names
 
 SCRIPT = ROOT / "scripts" / "build_dashboards.py"
-DASHBOARDS = ROLES / "grafana" / "files" / "dashboards"
-GRAFANA_DEFAULTS = ROLES / "grafana" / "defaults" / "main.yml"
+DASHBOARDS = GRAFANA_ROLE / "files" / "dashboards"
+GRAFANA_DEFAULTS = GRAFANA_ROLE / "defaults" / "main.yml"
 NAMES = ("predictor.json", "hosts.json")
+# Every panel, query and query variable takes its datasource from this dashboard variable.
+DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 
 
 def load(name: str) -> dict:
@@ -32,6 +34,20 @@ def panels(board: dict) -> list[dict]:
 
 def targets(board: dict) -> list[dict]:
     return [t for panel in panels(board) for t in panel.get("targets", [])]
+
+
+def datasource_refs(node: object, path: str = "") -> list[tuple[str, object]]:
+    """Every value of a "datasource" key anywhere in the dashboard, with where it is."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                found.append((f"{path}.{key}", value))
+            found.extend(datasource_refs(value, f"{path}.{key}"))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found.extend(datasource_refs(value, f"{path}[{index}]"))
+    return found
 
 
 def test_metric_name_parser():
@@ -72,23 +88,64 @@ def test_committed_json_equals_generated(tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_target_is_promql_on_the_provisioned_datasource(name):
+def test_every_target_is_promql_on_the_datasource_variable(name):
     board = load(name)
     assert board["uid"]
     assert board["title"].startswith("MLOps")
     assert targets(board)
-    defaults = yaml.safe_load(GRAFANA_DEFAULTS.read_text())
-    assert defaults["grafana_datasource_uid"] == "prometheus", "dashboards pin the uid prometheus"
     for panel in panels(board):
         if panel["type"] == "row":
             continue
-        assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}, panel["title"]
+        assert panel["datasource"] == DATASOURCE_REF, panel["title"]
         assert panel.get("targets"), f"panel {panel['title']!r} has no query"
         for target in panel["targets"]:
             assert target["expr"].strip(), f"panel {panel['title']!r} has an empty expr"
-            assert target["datasource"] == {"type": "prometheus", "uid": "prometheus"}
-    for variable in board["templating"]["list"]:
-        assert variable["datasource"]["uid"] == "prometheus"
+            assert target["datasource"] == DATASOURCE_REF
+    for variable in board["templating"]["list"][1:]:
+        assert variable["datasource"] == DATASOURCE_REF, variable["name"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_datasource_uid_is_hard_coded(name):
+    """A uid in the JSON would leave every panel without data under another
+    grafana_datasource_uid: the datasource variable comes first, Prometheus-typed, with
+    no current value (the role sets it), and every datasource reference goes through it."""
+    board = load(name)
+    first = board["templating"]["list"][0]
+    assert first["type"] == "datasource", first
+    assert first["name"] == "datasource", first
+    assert first["query"] == "prometheus"
+    assert not first.get("current"), f"the datasource variable pins {first.get('current')}"
+    assert [v["name"] for v in board["templating"]["list"] if v["type"] == "datasource"] == [
+        "datasource"
+    ]
+    refs = datasource_refs(board)
+    assert refs
+    pinned = [(where, ref) for where, ref in refs if ref != DATASOURCE_REF]
+    assert not pinned, f"datasource references that name a uid: {pinned[:5]}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_role_points_the_dashboards_at_the_configured_datasource(name, tmp_path):
+    """What the role writes to the node (its own vars/main.yml, evaluated by ansible):
+    the committed dashboard with the datasource variable set to grafana_datasource_uid."""
+    written = evaluate_with_role_vars(
+        tmp_path,
+        GRAFANA_ROLE,
+        {"content": "{{ __grafana_dashboard_content }}"},
+        extra_vars={
+            "__grafana_dashboard_src": str(DASHBOARDS / name),
+            "grafana_datasource_uid": "metrics-b",
+            "grafana_datasource_name": "Metrics B",
+        },
+    )
+    board = json.loads(written["content"])
+    variable = board["templating"]["list"][0]
+    assert variable["current"] == {"selected": True, "text": "Metrics B", "value": "metrics-b"}
+    del variable["current"]
+    assert board == load(name), "the role changed more than the datasource variable"
+    defaults = yaml.safe_load(GRAFANA_DEFAULTS.read_text())
+    assert defaults["grafana_datasource_uid"] == "prometheus"
 
 
 def test_predictor_dashboard_uses_only_known_metrics():
@@ -97,6 +154,7 @@ def test_predictor_dashboard_uses_only_known_metrics():
     exprs += [
         v["query"]["query"].removeprefix("label_values(").split(",")[0]
         for v in board["templating"]["list"]
+        if v["type"] == "query"
     ]
     used = set().union(*(metric_names(expr) for expr in exprs))
     unknown = {

@@ -44,7 +44,7 @@ def test_lab_inventory_renders_a_valid_config(tmp_path, promtool):
     )
     assert targets(by_name["predictor"]) == ["predictor-1:5001", "predictor-2:5001"]
     assert by_name["predictor"]["metrics_path"] == "/metrics"
-    assert targets(by_name["mlflow"]) == ["mlflow-1:5000"]
+    assert targets(by_name["mlflow"]) == ["mlflow-1:5005"]  # mlflow_server_metrics_port
     assert by_name["mlflow"]["metrics_path"] == "/metrics"
     assert host_labels(by_name["predictor"]) == {
         "predictor-1:5001": "predictor-1",
@@ -110,7 +110,7 @@ def test_addresses_ports_and_exclusions_come_from_variables(tmp_path, promtool):
     check_config(promtool, rendered)
     by_name = jobs(config)
     assert targets(by_name["predictor"]) == ["10.0.0.11:8001", "10.0.0.12:8001"]
-    assert targets(by_name["mlflow"]) == ["10.0.0.5:5000"]
+    assert targets(by_name["mlflow"]) == ["10.0.0.5:5005"]
     # inventory name as fallback address
     assert "monitor-1:9100" not in targets(by_name["node"])
     assert targets(by_name["node"]) == ["10.0.0.11:9100", "10.0.0.12:9100", "10.0.0.5:9100"]

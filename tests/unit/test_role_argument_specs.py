@@ -222,3 +222,58 @@ def test_role_refuses_a_wrong_value_before_any_task(case: Case, tmp_path: Path) 
         "changed": 0, "failures": 1, "ignored": 0, "ok": 0,
         "rescued": 0, "skipped": 0, "unreachable": 0,
     }, report["stats"]  # fmt: skip
+
+
+# Limits an argument spec cannot state (it has types and choices, not ranges) are
+# checked by the role's preflight, the first always-tagged tasks after the validation:
+# the play must still stop before any other task, naming the variable.
+GRAFANA_PREFLIGHT_REFUSALS = [
+    # the sandbox grants no CAP_NET_BIND_SERVICE: Grafana could not bind the port
+    ("grafana_http_port", 80, "Refuse a port Grafana cannot bind"),
+    ("grafana_http_port", 1023, "Refuse a port Grafana cannot bind"),
+    ("grafana_http_port", 65536, "Refuse a port Grafana cannot bind"),
+    # the package chowns /var/lib/grafana to grafana on every upgrade
+    (
+        "grafana_dashboards_dir",
+        "/var/lib/grafana/dashboards",
+        "Refuse a dashboards folder under Grafana's data folder",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "task"),
+    GRAFANA_PREFLIGHT_REFUSALS,
+    ids=[f"{option}={value}" for option, value, _ in GRAFANA_PREFLIGHT_REFUSALS],
+)
+def test_grafana_preflight_refuses_before_any_change(
+    option: str, value: Any, task: str, tmp_path: Path
+) -> None:
+    case = Case("mlops.stack.grafana", "main", option, value, "preflight", {})
+    proc, report = run_playbook(case, tmp_path)
+    assert proc.returncode == 2, f"the play did not fail: rc={proc.returncode}\n{proc.stderr}"
+    tasks = [t for play in report["plays"] for t in play["tasks"]]
+    names = [t["task"]["name"] for t in tasks]
+    # the validation passed, then only preflight checks ran, the last one refused
+    assert tasks[0]["hosts"]["localhost"]["action"] == "ansible.builtin.validate_argument_spec"
+    assert not tasks[0]["hosts"]["localhost"].get("failed"), tasks[0]["hosts"]["localhost"]
+    files = {t["task"]["path"].rsplit(":", 1)[0] for t in tasks[1:]}
+    assert files == {str(COLLECTION_ROLES / "grafana" / "tasks" / "preflight.yml")}, names
+    actions = {t["hosts"]["localhost"]["action"] for t in tasks[1:]}
+    assert actions == {"ansible.builtin.assert"}, names
+    assert names[-1] == f"mlops.stack.grafana : {task}", names
+    refused = tasks[-1]["hosts"]["localhost"]
+    assert refused.get("failed") is True, refused
+    assert option in refused["msg"], refused["msg"]
+    assert report["stats"]["localhost"]["changed"] == 0, report["stats"]
+    assert report["stats"]["localhost"]["failures"] == 1, report["stats"]
+
+
+def test_grafana_preflight_accepts_port_1024(tmp_path: Path) -> None:
+    case = Case("mlops.stack.grafana", "main", "grafana_http_port", 1024, "lowest port", {})
+    proc, report = run_playbook(case, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = [t["task"]["name"] for play in report["plays"] for t in play["tasks"]]
+    assert "mlops.stack.grafana : Refuse a port Grafana cannot bind" in names, names
+    assert report["stats"]["localhost"]["changed"] == 0, report["stats"]
+    assert report["stats"]["localhost"]["failures"] == 0, report["stats"]
