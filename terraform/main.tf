@@ -172,8 +172,8 @@ resource "google_compute_firewall" "admin_monitoring" {
 }
 
 # The prediction endpoint: the gateway's HAProxy (8080) and nothing else.
-# Predictors (5001) are reached only through the gateway, inside the subnet;
-# the gateway's stats and metrics (8404) stay inside the subnet too.
+# Predictors (5001) are reached only through the gateway; the gateway's stats
+# and metrics (8404) only from the monitoring instance (rules below).
 resource "google_compute_firewall" "client_endpoint" {
   count         = length(var.client_cidrs) > 0 ? 1 : 0
   name          = "${var.name_prefix}-client-endpoint"
@@ -192,26 +192,93 @@ resource "google_compute_firewall" "client_endpoint" {
   }
 }
 
-# Scrapes (9100, 5001, 5000, 8404), MLflow client calls, the training run and
-# the gateway's requests and health checks to the predictors (5001) stay
-# inside the subnet.
-resource "google_compute_firewall" "internal" {
-  name          = "${var.name_prefix}-internal"
-  network       = google_compute_network.this.id
-  direction     = "INGRESS"
-  source_ranges = [var.subnet_cidr]
-  target_tags   = [local.node_tag]
+# Traffic between the nodes: each port the stack uses, from the role that uses
+# it, by network tag (every instance carries local.node_tag and its role tag).
+# Nothing else crosses between instances: no SSH (Ansible comes in through the
+# IAP rule), no UDP, no ICMP, no port a role does not serve.
+#   predictors -> mlflow 5000        tracking and registry API, artifact proxy
+#   monitoring -> mlflow 5005        Prometheus scrapes MLflow's metrics listener
+#   gateway, monitoring -> predictors 5001   requests and health checks; scrapes
+#   monitoring -> every node 9100    node exporter
+#   monitoring -> gateway 8404       HAProxy's Prometheus metrics
+resource "google_compute_firewall" "internal_mlflow" {
+  name        = "${var.name_prefix}-internal-mlflow"
+  network     = google_compute_network.this.id
+  direction   = "INGRESS"
+  source_tags = ["${var.name_prefix}-predictors"]
+  target_tags = ["${var.name_prefix}-mlflow"]
 
   allow {
     protocol = "tcp"
+    ports    = ["5000"]
   }
 
-  allow {
-    protocol = "udp"
+  log_config {
+    metadata = "EXCLUDE_ALL_METADATA"
   }
+}
+
+resource "google_compute_firewall" "internal_mlflow_metrics" {
+  name        = "${var.name_prefix}-internal-mlflow-metrics"
+  network     = google_compute_network.this.id
+  direction   = "INGRESS"
+  source_tags = ["${var.name_prefix}-monitoring"]
+  target_tags = ["${var.name_prefix}-mlflow"]
 
   allow {
-    protocol = "icmp"
+    protocol = "tcp"
+    ports    = ["5005"]
+  }
+
+  log_config {
+    metadata = "EXCLUDE_ALL_METADATA"
+  }
+}
+
+resource "google_compute_firewall" "internal_predictors" {
+  name        = "${var.name_prefix}-internal-predictors"
+  network     = google_compute_network.this.id
+  direction   = "INGRESS"
+  source_tags = ["${var.name_prefix}-gateway", "${var.name_prefix}-monitoring"]
+  target_tags = ["${var.name_prefix}-predictors"]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["5001"]
+  }
+
+  log_config {
+    metadata = "EXCLUDE_ALL_METADATA"
+  }
+}
+
+resource "google_compute_firewall" "internal_node_exporter" {
+  name        = "${var.name_prefix}-internal-node-exporter"
+  network     = google_compute_network.this.id
+  direction   = "INGRESS"
+  source_tags = ["${var.name_prefix}-monitoring"]
+  target_tags = [local.node_tag]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["9100"]
+  }
+
+  log_config {
+    metadata = "EXCLUDE_ALL_METADATA"
+  }
+}
+
+resource "google_compute_firewall" "internal_gateway_metrics" {
+  name        = "${var.name_prefix}-internal-gateway-metrics"
+  network     = google_compute_network.this.id
+  direction   = "INGRESS"
+  source_tags = ["${var.name_prefix}-monitoring"]
+  target_tags = ["${var.name_prefix}-gateway"]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["8404"]
   }
 
   log_config {
@@ -241,14 +308,16 @@ resource "google_compute_firewall" "iap" {
 
 # ---------------------------------------------------------------- identities
 # Two service accounts instead of the default compute one: only the MLflow
-# server writes artifacts, so only it can touch the bucket. No project-level
+# server writes artifacts, so only it can touch the bucket, and only its
+# objects (roles/storage.objectUser: create, read, list and delete objects;
+# unlike objectAdmin, no say over who may access them). No project-level
 # role at all: no Ops Agent is installed (metrics go to Prometheus), so
 # logging/monitoring writer would be unused privilege.
 
 resource "google_service_account" "mlflow" {
   account_id   = "${var.name_prefix}-mlflow"
   display_name = "MLflow server (${var.name_prefix})"
-  description  = "Attached to the MLflow instance; objectAdmin on the artifact bucket only."
+  description  = "Attached to the MLflow instance; objectUser on the artifact bucket only."
 }
 
 resource "google_service_account" "nodes" {
@@ -283,13 +352,60 @@ resource "google_storage_bucket" "artifacts" {
       type = "Delete"
     }
   }
+
+  lifecycle {
+    # The computed name (<project_id>-<name_prefix>-mlflow-artifacts) can pass
+    # GCS's 63-character limit with a long project ID and prefix; fail at plan
+    # time, before anything is created, instead of half-way through an apply.
+    precondition {
+      condition     = length(local.artifact_bucket_name) <= 63
+      error_message = "The artifact bucket name ${local.artifact_bucket_name} is longer than 63 characters, the limit of a GCS bucket name: set artifact_bucket_name to a shorter name, or shorten name_prefix."
+    }
+  }
 }
 
 resource "google_storage_bucket_iam_member" "mlflow_artifacts" {
   count  = local.artifact_bucket_name != "" ? 1 : 0
   bucket = var.create_artifact_bucket ? google_storage_bucket.artifacts[0].name : local.artifact_bucket_name
-  role   = "roles/storage.objectAdmin"
+  role   = "roles/storage.objectUser"
   member = "serviceAccount:${google_service_account.mlflow.email}"
+}
+
+# ---------------------------------------------------------------- MLflow data, gateway address
+# MLflow's state (the SQLite registry and the auth database under
+# /var/lib/mlflow) lives on a persistent disk of its own, not on the boot
+# disk: replacing or destroying the MLflow instance leaves it, and the next
+# instance gets it back under the same device name (the mlflow_server role
+# mounts /dev/disk/by-id/google-mlflow-data at its home). Two guards keep
+# Terraform from deleting it: prevent_destroy makes any plan that would
+# destroy or replace it fail, and deletion_policy = "PREVENT" is the
+# provider's own guard. google_compute_disk has no deletion_protection
+# argument (only instances do); deletion_policy is the provider's deletion
+# protection for disks.
+resource "google_compute_disk" "mlflow_data" {
+  # checkov:skip=CKV_GCP_37: encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in clear text
+  name            = "${var.name_prefix}-mlflow-data"
+  zone            = var.zone
+  type            = "pd-balanced"
+  size            = var.mlflow_data_disk_size_gb
+  labels          = merge(local.common_labels, { role = "mlflow" })
+  deletion_policy = "PREVENT"
+
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+
+# The clients' endpoint keeps its address when the gateway instance is
+# replaced: a reserved static external IP, attached to the gateway's
+# interface. It exists only when the gateway has a public IP.
+resource "google_compute_address" "gateway" {
+  count        = contains(var.public_ip_roles, "gateway") ? 1 : 0
+  name         = "${local.gateway_name}-ip"
+  region       = var.region
+  address_type = "EXTERNAL"
+  network_tier = "PREMIUM"
+  labels       = merge(local.common_labels, { role = "gateway" })
 }
 
 # ---------------------------------------------------------------- instances
@@ -297,7 +413,9 @@ resource "google_storage_bucket_iam_member" "mlflow_artifacts" {
 # `role` label is the Ansible group the GCP inventory puts the instance in, and
 # the tests read the role literals from local.nodes to compare them with the
 # inventory groups and the playbooks. Only the MLflow node's service account
-# may touch the artifact bucket.
+# may touch the artifact bucket. The instances hold no state of their own (the
+# registry is on the data disk, artifacts in the bucket), so they stay
+# replaceable; var.deletion_protection protects them as well when wanted.
 resource "google_compute_instance" "node" {
   # checkov:skip=CKV_GCP_38: boot disks are encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in clear text
   # checkov:skip=CKV_GCP_40: a public IP exists only for the roles in var.public_ip_roles (default: gateway, the client entry point); the firewall limits every port to admin_cidrs or client_cidrs
@@ -330,11 +448,26 @@ resource "google_compute_instance" "node" {
   network_interface {
     subnetwork = google_compute_subnetwork.this.id
 
+    # The gateway's public IP is the reserved address; other public roles get
+    # an ephemeral one.
     dynamic "access_config" {
       for_each = contains(var.public_ip_roles, each.value.role) ? [1] : []
       content {
+        nat_ip       = each.value.role == "gateway" ? one(google_compute_address.gateway[*].address) : null
         network_tier = "PREMIUM"
       }
+    }
+  }
+
+  # MLflow's data disk, under a stable device name: the guest sees it as
+  # /dev/disk/by-id/google-mlflow-data (mlflow_server_data_device in
+  # inventories/gcp/group_vars/mlflow.yml).
+  dynamic "attached_disk" {
+    for_each = each.value.role == "mlflow" ? [google_compute_disk.mlflow_data.self_link] : []
+    content {
+      source      = attached_disk.value
+      device_name = "mlflow-data"
+      mode        = "READ_WRITE"
     }
   }
 

@@ -107,7 +107,7 @@ variable "client_cidrs" {
 }
 
 variable "subnet_cidr" {
-  description = "Primary range of the subnet. Internal traffic between the instances is allowed inside it."
+  description = "Primary range of the subnet. Traffic between the instances is allowed per port and role (firewall rules by network tag), not for the whole range."
   type        = string
   default     = "10.20.0.0/24"
 
@@ -118,7 +118,7 @@ variable "subnet_cidr" {
 }
 
 variable "public_ip_roles" {
-  description = "Roles whose instances get an ephemeral public IP; by default only the gateway, the clients' entry point. The others stay private and reach the internet through Cloud NAT; Ansible reaches them through IAP. Firewall rules restrict every public port to admin_cidrs or client_cidrs."
+  description = "Roles whose instances get a public IP; by default only the gateway, the clients' entry point, whose IP is a reserved static address (the others get an ephemeral one). The others stay private and reach the internet through Cloud NAT; Ansible reaches them through IAP. Firewall rules restrict every public port to admin_cidrs or client_cidrs."
   type        = list(string)
   default     = ["gateway"]
 
@@ -206,6 +206,17 @@ variable "boot_disk_size_gb" {
   }
 }
 
+variable "mlflow_data_disk_size_gb" {
+  description = "Size in GB of the MLflow instance's persistent data disk (its home: the SQLite registry and the auth database). It can grow in place (the role grows the file system); shrinking would replace the disk, which Terraform refuses (prevent_destroy)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.mlflow_data_disk_size_gb >= 10 && var.mlflow_data_disk_size_gb <= 1000 && floor(var.mlflow_data_disk_size_gb) == var.mlflow_data_disk_size_gb
+    error_message = "mlflow_data_disk_size_gb must be a whole number from 10 to 1000."
+  }
+}
+
 variable "create_artifact_bucket" {
   description = "Create a GCS bucket for MLflow artifacts. When false and artifact_bucket_name is set, that existing bucket is used (and only granted)."
   type        = bool
@@ -246,7 +257,7 @@ variable "artifact_noncurrent_days" {
 }
 
 variable "artifact_bucket_force_destroy" {
-  description = "Let `terraform destroy` delete the artifact bucket with its objects. Off: registered models survive a destroy."
+  description = "Let `terraform destroy` delete the artifact bucket with its objects. Off: the model artifacts survive a destroy (the registry itself survives on the MLflow data disk)."
   type        = bool
   default     = false
 }

@@ -24,7 +24,9 @@ from hcl2 import SerializationOptions
 ROOT = Path(__file__).resolve().parents[2]
 TF = ROOT / "terraform"
 GCP_INVENTORY = ROOT / "inventories" / "gcp" / "gcp.yml"
+GCP_GROUP_VARS = ROOT / "inventories" / "gcp" / "group_vars"
 PLAYBOOKS = ROOT / "playbooks"
+ROLES = ROOT / "collections" / "ansible_collections" / "mlops" / "stack" / "roles"
 
 ROLE_GROUPS = {"mlflow", "predictors", "monitoring", "gateway"}
 # Which playbook converges which group (DESIGN.md, data flow).
@@ -264,7 +266,14 @@ def test_no_admin_port_is_open_to_the_world() -> None:
                 all_ports = True
         if not (all_ports or ports & ADMIN_PORTS):
             continue
-        sources = rule["source_ranges"]
+        sources = rule.get("source_ranges")
+        if sources is None:
+            # Without source_ranges, GCP takes 0.0.0.0/0 unless the rule names
+            # source instances (tags or service accounts): only those then.
+            assert rule.get("source_tags") or rule.get("source_service_accounts"), (
+                f"{name}: no source at all means the whole internet"
+            )
+            continue
         if isinstance(sources, str):
             match = re.fullmatch(r"\$\{var\.(\w+)\}", sources)
             assert match, f"{name}: source_ranges must be a list or one variable: {sources!r}"
@@ -331,7 +340,7 @@ def test_the_gateway_is_the_only_public_entry_point() -> None:
     client_rules = {
         name: rule
         for name, rule in firewalls.items()
-        if "client_cidrs" in str(rule["source_ranges"])
+        if "client_cidrs" in str(rule.get("source_ranges"))
     }
     assert set(client_rules) == {"client_endpoint"}, client_rules
     rule = client_rules["client_endpoint"]
@@ -342,9 +351,10 @@ def test_the_gateway_is_the_only_public_entry_point() -> None:
     )
     assert [(a["protocol"], a.get("ports")) for a in rule["allow"]] == [("tcp", [CLIENT_PORT])]
 
-    # Nothing outside the subnet reaches a predictor's own port.
+    # Nothing outside the VPC reaches a predictor's own port: only rules whose
+    # sources are instances (network tags) may open it.
     for name, rule in firewalls.items():
-        if rule["source_ranges"] == ["${var.subnet_cidr}"]:
+        if "source_ranges" not in rule:
             continue
         for allow in rule.get("allow", []):
             assert "ports" in allow, f"{name} opens every port from outside the subnet"
@@ -369,8 +379,15 @@ def test_service_accounts_hold_no_project_role() -> None:
     )
     assert not resources("google_project_iam_binding")
     bucket_grants = resources("google_storage_bucket_iam_member")
-    assert {g["role"] for g in bucket_grants.values()} == {"roles/storage.objectAdmin"}
     assert all("google_service_account.mlflow" in g["member"] for g in bucket_grants.values())
+
+
+def test_mlflow_gets_object_user_not_object_admin() -> None:
+    """MLflow creates, reads, lists and deletes artifacts: objectUser. objectAdmin
+    would also let it change who may access them (object ACLs and IAM policies)."""
+    bucket_grants = resources("google_storage_bucket_iam_member")
+    assert bucket_grants, "the MLflow service account needs a grant on the artifact bucket"
+    assert {g["role"] for g in bucket_grants.values()} == {"roles/storage.objectUser"}
 
 
 def test_artifact_bucket_is_private_and_versioned() -> None:
@@ -417,6 +434,176 @@ def test_backend_is_partial_gcs_and_nothing_secret_is_tracked() -> None:
     assert not bad, f"state, variables or keys tracked in git: {bad}"
 
 
+# ---------------------------------------------------------------- internal traffic
+
+
+def role_defaults(role: str) -> dict[str, Any]:
+    return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+
+
+def tag_roles(tag: str) -> set[str]:
+    """The roles whose instances carry a network tag (see the instance's `tags`)."""
+    if tag == "${local.node_tag}":
+        return set(ROLE_GROUPS)
+    match = re.fullmatch(r"\$\{var\.name_prefix\}-(\w+)", tag)
+    assert match, f"unknown network tag {tag!r}"
+    assert match.group(1) in ROLE_GROUPS, f"unknown network tag {tag!r}"
+    return {match.group(1)}
+
+
+def test_internal_traffic_is_limited_to_the_stacks_ports() -> None:
+    """Between instances, each port the stack uses is open only from the role
+    that uses it; nothing else (no SSH, no all-ports rule for the subnet)."""
+    mlflow = role_defaults("mlflow_server")
+    predictor = role_defaults("predictor")
+    node_exporter = role_defaults("node_exporter")
+    gateway = role_defaults("gateway")
+    prometheus = role_defaults("prometheus")
+    node_exporter_port = str(node_exporter["node_exporter_web_listen_address"]).rsplit(":", 1)[1]
+    # Prometheus scrapes the ports the roles listen on, the gateway forwards to the predictors'
+    assert prometheus["prometheus_mlflow_port"] == mlflow["mlflow_server_metrics_port"]
+    assert prometheus["prometheus_predictor_port"] == predictor["predictor_port"]
+    assert str(prometheus["prometheus_node_exporter_port"]) == node_exporter_port
+    assert prometheus["prometheus_gateway_port"] == gateway["gateway_stats_port"]
+    assert gateway["gateway_backend_default_port"] == predictor["predictor_port"]
+
+    expected = {
+        ("predictors", "mlflow", str(mlflow["mlflow_server_port"])),
+        ("monitoring", "mlflow", str(mlflow["mlflow_server_metrics_port"])),
+        ("gateway", "predictors", str(predictor["predictor_port"])),
+        ("monitoring", "predictors", str(predictor["predictor_port"])),
+        ("monitoring", "gateway", str(gateway["gateway_stats_port"])),
+        *(("monitoring", role, node_exporter_port) for role in ROLE_GROUPS),
+    }
+
+    allowed: set[tuple[str, str, str]] = set()
+    for name, rule in resources("google_compute_firewall").items():
+        assert rule.get("target_tags"), f"{name}: a rule without target_tags hits every instance"
+        for allow in rule.get("allow", []):
+            assert allow.get("ports"), f"{name} opens every {allow['protocol']} port"
+        sources = rule.get("source_ranges")
+        if sources is not None:
+            assert sources != ["${var.subnet_cidr}"], (
+                f"{name}: the whole subnet is a source; name the roles by network tag"
+            )
+            continue
+        assert "source_service_accounts" not in rule, f"{name}: the rules use network tags"
+        assert rule.get("source_tags"), f"{name}: no source means 0.0.0.0/0"
+        for allow in rule["allow"]:
+            assert allow["protocol"] == "tcp", f"{name}: only TCP between the nodes"
+            for source in rule["source_tags"]:
+                for target in rule["target_tags"]:
+                    for src in tag_roles(source):
+                        for dst in tag_roles(target):
+                            allowed.update((src, dst, port) for port in allow["ports"])
+
+    unused = sorted(allowed - expected)
+    assert not unused, f"open between nodes but unused: {unused}"
+    assert not expected - allowed, f"used but not open: {sorted(expected - allowed)}"
+    assert not any(port == "22" for _, _, port in allowed), "SSH between nodes"
+
+
+# ---------------------------------------------------------------- gateway address
+
+
+def test_gateway_has_a_reserved_static_address() -> None:
+    """predict_url stays valid when the gateway instance is re-created."""
+    address = resources("google_compute_address")["gateway"]
+    assert address["address_type"] == "EXTERNAL"
+    assert address["count"] == '${contains(var.public_ip_roles, "gateway") ? 1 : 0}', (
+        "the address exists exactly when the gateway has a public IP"
+    )
+    interface = resources("google_compute_instance")["node"]["network_interface"][0]
+    access = interface["dynamic"][0]["access_config"]["content"][0]
+    nat_ip = access.get("nat_ip", "")
+    message = f"the gateway's access_config must use the reserved address: nat_ip = {nat_ip!r}"
+    assert "google_compute_address.gateway" in nat_ip, message
+    assert 'each.value.role == "gateway"' in nat_ip, message
+    assert access["network_tier"] == address["network_tier"]
+    predict_url = next(b["predict_url"] for b in blocks("output") if "predict_url" in b)["value"]
+    assert "google_compute_address.gateway" in predict_url, predict_url
+    assert "access_config" not in predict_url, "predict_url must not read the ephemeral NAT IP"
+
+
+# ---------------------------------------------------------------- MLflow data disk
+
+
+def mlflow_data_attachment() -> dict[str, Any]:
+    instance = resources("google_compute_instance")["node"]
+    attached = [d["attached_disk"] for d in instance.get("dynamic", []) if "attached_disk" in d]
+    assert len(attached) == 1, "the MLflow instance needs its data disk as an attached_disk"
+    return attached[0]
+
+
+def test_mlflow_data_is_on_a_protected_persistent_disk() -> None:
+    """The registry outlives the MLflow instance, and Terraform never deletes it."""
+    disks = resources("google_compute_disk")
+    assert set(disks) == {"mlflow_data"}, disks
+    disk = disks["mlflow_data"]
+    assert "count" not in disk, "the data disk is always made"
+    assert "for_each" not in disk, "the data disk is always made"
+    assert disk["lifecycle"][0].get("prevent_destroy") is True, "lifecycle.prevent_destroy"
+    # google_compute_disk has no deletion_protection; deletion_policy is its guard
+    assert "deletion_protection" not in disk
+    assert disk["deletion_policy"] == "PREVENT"
+    assert disk["zone"] == "${var.zone}", "the disk lives in the instances' zone"
+    assert disk["size"] == "${var.mlflow_data_disk_size_gb}"
+    size = variables()["mlflow_data_disk_size_gb"]
+    assert size["type"] == "number"
+    assert size["default"] >= 10
+    assert size["validation"]
+
+    attachment = mlflow_data_attachment()
+    assert attachment["for_each"] == (
+        '${each.value.role == "mlflow" ? [google_compute_disk.mlflow_data.self_link] : []}'
+    ), "attached to the MLflow instance, and only to it"
+    content = attachment["content"][0]
+    assert content["source"] == "${attached_disk.value}"
+    assert content.get("mode", "READ_WRITE") == "READ_WRITE"
+    device_name = content["device_name"]
+    assert re.fullmatch(r"[a-z][a-z0-9-]*", device_name), f"stable device name: {device_name!r}"
+
+    # Ansible mounts it by the name the guest sees it under
+    mlflow_vars = yaml.safe_load((GCP_GROUP_VARS / "mlflow.yml").read_text())
+    assert mlflow_vars["mlflow_server_data_device"] == f"/dev/disk/by-id/google-{device_name}"
+
+
+def test_mlflow_server_mounts_its_data_disk_first() -> None:
+    """The role formats and mounts the device at its home before anything else."""
+    role = ROLES / "mlflow_server"
+    assert role_defaults("mlflow_server")["mlflow_server_data_device"] == "", (
+        "no data disk by default (the lab has none)"
+    )
+    spec = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
+    option = spec["argument_specs"]["main"]["options"]["mlflow_server_data_device"]
+    assert option["type"] == "str"
+    assert option["default"] == ""
+    assert option["description"]
+
+    main = yaml.safe_load((role / "tasks" / "main.yml").read_text())
+    first = main[0]
+    key = next(
+        k for k in first if k in {"ansible.builtin.import_tasks", "ansible.builtin.include_tasks"}
+    )
+    assert "mlflow_server_data_device" in str(first.get("when")), (
+        "the data disk tasks run only when a device is set"
+    )
+    tasks = yaml.safe_load((role / "tasks" / str(first[key])).read_text())
+    modules = [next(k for k in t if "." in k) for t in tasks]
+    assert "community.general.filesystem" in modules
+    assert "ansible.posix.mount" in modules
+    mkfs = tasks[modules.index("community.general.filesystem")]["community.general.filesystem"]
+    mount = tasks[modules.index("ansible.posix.mount")]["ansible.posix.mount"]
+    assert modules.index("community.general.filesystem") < modules.index("ansible.posix.mount")
+    assert mkfs["dev"] == "{{ mlflow_server_data_device }}"
+    assert mkfs["fstype"] == "ext4"
+    assert not mkfs.get("force"), "never format over an existing file system"
+    assert mount["path"] == "{{ mlflow_server_home }}"
+    assert mount["src"] == "{{ mlflow_server_data_device }}"
+    assert mount["state"] == "mounted"
+    assert mount["fstype"] == "ext4"
+
+
 # ---------------------------------------------------------------- variables
 
 
@@ -442,12 +629,17 @@ def test_admin_cidrs_default_and_validation() -> None:
 VALID = {"project_id": "my-project-123", "admin_cidrs": '["203.0.113.10/32"]'}
 
 
-def plan_variables(tmp_path: Path, overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`terraform plan` on variables.tf alone: evaluates every validation rule, offline."""
+def plan_variables(
+    tmp_path: Path, overrides: dict[str, str], extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`terraform plan` on variables.tf alone (plus `extra` files that need no
+    provider): evaluates every validation rule, offline."""
     terraform = terraform_bin()
     workdir = tmp_path / "vars"
     workdir.mkdir(exist_ok=True)
     shutil.copy(TF / "variables.tf", workdir / "variables.tf")
+    for name, text in (extra or {}).items():
+        (workdir / name).write_text(text)
     args = [
         terraform,
         f"-chdir={workdir}",
@@ -467,6 +659,64 @@ def plan_variables(tmp_path: Path, overrides: dict[str, str]) -> subprocess.Comp
     return subprocess.run(
         args, capture_output=True, text=True, timeout=120, env={**os.environ, **env}
     )
+
+
+def bucket_name_check_config() -> str:
+    """The bucket's name and its length precondition, out of main.tf, on an
+    output: `terraform plan` evaluates it offline beside variables.tf."""
+    bucket = resources("google_storage_bucket")["artifacts"]
+    assert bucket["name"] == "${local.artifact_bucket_name}"
+    [precondition] = bucket["lifecycle"][0]["precondition"]
+    condition = precondition["condition"]
+    assert "length(local.artifact_bucket_name)" in condition, condition
+    assert "63" in condition, condition
+
+    def expression(value: str) -> str:
+        assert value.startswith("${"), value
+        assert value.endswith("}"), value
+        return value[2:-1]
+
+    return (
+        "locals {\n"
+        f"  artifact_bucket_name = {expression(local_values()['artifact_bucket_name'])}\n"
+        "}\n"
+        'output "artifact_bucket_name" {\n'
+        "  value = local.artifact_bucket_name\n"
+        "  precondition {\n"
+        f"    condition     = {expression(condition)}\n"
+        f"    error_message = {json.dumps(precondition['error_message'])}\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fails"),
+    [
+        ({}, False),
+        # 30 + 1 + 16 + "-mlflow-artifacts" = 64 characters
+        ({"project_id": "my-very-long-project-id-123456", "name_prefix": "mlops-production"}, True),
+        ({"project_id": "my-very-long-project-id-123456", "name_prefix": "mlops-producti"}, False),
+        (
+            {
+                "project_id": "my-very-long-project-id-123456",
+                "name_prefix": "mlops-production",
+                "artifact_bucket_name": "mlops-artifacts",
+            },
+            False,
+        ),
+    ],
+)
+def test_a_too_long_bucket_name_fails_the_plan(
+    tmp_path: Path, overrides: dict[str, str], fails: bool
+) -> None:
+    result = plan_variables(tmp_path, overrides, extra={"bucket.tf": bucket_name_check_config()})
+    output = " ".join((result.stdout + result.stderr).split())
+    if fails:
+        assert result.returncode != 0, f"accepted {overrides}"
+        assert "longer than 63 characters" in output, output
+    else:
+        assert result.returncode == 0, output
 
 
 def test_valid_variables_pass_validation(tmp_path: Path) -> None:
@@ -502,6 +752,8 @@ def test_valid_variables_pass_validation(tmp_path: Path) -> None:
         ({"ansible_members": '["deployer@example.com"]'}, "ansible_members entries"),
         ({"machine_types": '{predictors = "big one"}'}, "machine_types values"),
         ({"machine_types": '{gateway = "big one"}'}, "machine_types values"),
+        ({"mlflow_data_disk_size_gb": "5"}, "mlflow_data_disk_size_gb must be"),
+        ({"mlflow_data_disk_size_gb": "20.5"}, "mlflow_data_disk_size_gb must be"),
     ],
 )
 def test_invalid_variables_are_rejected(
