@@ -2,11 +2,11 @@
 differs between inventories/local and inventories/gcp is listed, with its
 reason, in docs/environments.md, and every listed one really differs.
 
-The GCP side is a static stand-in for the gcp_compute plugin: the same groups
-(from gcp.yml's `groups`), hosts carrying the plugin's prefixed fields and its
-`compose` variables, beside a copy of inventories/gcp/group_vars. Both sides
-are read by `ansible-inventory` with the playbooks' own group_vars, as
-ansible-playbook reads them; values are compared as written (untemplated).
+The GCP side is a static stand-in for the gcp_compute plugin
+(tests/support/gcp.py): host data shaped like the plugin's, run through
+gcp.yml's own `groups` and `compose`, beside the real inventories/gcp/group_vars.
+Both sides are read by `ansible-inventory` with the playbooks' own group_vars,
+as ansible-playbook reads them; values are compared as written.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import fnmatch
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,32 +23,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.gcp import HOSTS, constructed_inventory
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "inventories" / "local"
 GCP = ROOT / "inventories" / "gcp"
 TABLE = ROOT / "docs" / "environments.md"
-# Fields of the Compute API object that the plugin turns into host variables.
-PLUGIN_FIELDS = ("name", "zone", "project", "labels", "networkInterfaces", "status")
-
-
-def gcp_standin(folder: Path) -> Path:
-    config = yaml.safe_load((GCP / "gcp.yml").read_text())
-    prefix = config["vars_prefix"]
-    hosts: dict[str, Any] = {}
-    groups: dict[str, Any] = {}
-    for group in config["groups"]:
-        name = f"mlops-{group}-1"
-        hostvars = {prefix + field: f"<Compute API {field}>" for field in PLUGIN_FIELDS}
-        hostvars |= {key: f"<compose {key}>" for key in config["compose"]}
-        hosts[name] = hostvars
-        groups[group] = {"hosts": {name: None}}
-    inventory = {"all": {"hosts": hosts, "children": groups}}
-    folder.mkdir(parents=True)
-    (folder / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    for sub in ("group_vars", "host_vars"):
-        if (GCP / sub).is_dir():
-            shutil.copytree(GCP / sub, folder / sub)
-    return folder
 
 
 def effective_vars(inventory: Path) -> dict[str, dict[str, Any]]:
@@ -67,7 +46,13 @@ def effective_vars(inventory: Path) -> dict[str, dict[str, Any]]:
         check=True,
     )
     data = json.loads(proc.stdout)
-    hostvars = data["_meta"]["hostvars"]
+    # the stand-in hands compose the raw API fields; the plugin keeps only their
+    # prefixed copies (gcp_name, gcp_zone, ...)
+    raw_fields = set().union(*(fields.keys() for fields in HOSTS.values()))
+    hostvars = {
+        host: {key: value for key, value in variables.items() if key not in raw_fields}
+        for host, variables in data["_meta"]["hostvars"].items()
+    }
     role_groups = yaml.safe_load((GCP / "gcp.yml").read_text())["groups"]
     return {group: hostvars[sorted(data[group]["hosts"])[0]] for group in role_groups}
 
@@ -94,7 +79,7 @@ def differences(
 
 @pytest.fixture(scope="module")
 def found(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
-    standin = gcp_standin(tmp_path_factory.mktemp("gcp") / "gcp")
+    standin = constructed_inventory(tmp_path_factory.mktemp("gcp"))
     return differences(effective_vars(LOCAL), effective_vars(standin))
 
 

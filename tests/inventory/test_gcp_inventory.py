@@ -13,59 +13,24 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "inventories" / "gcp"
-CONFIG = INVENTORY / "gcp.yml"
-GROUP_VARS = INVENTORY / "group_vars"
-ROLE_GROUPS = {"mlflow", "predictors", "monitoring", "gateway"}
-
-# Anything that could hand the plugin real credentials, or make google-auth
-# probe a metadata server, is removed from the environment.
-CREDENTIAL_ENV = (
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "GOOGLE_CLOUD_PROJECT",
-    "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
-    "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
-    "GCP_AUTH_KIND",
-    "GCP_SERVICE_ACCOUNT_FILE",
-    "GCP_SERVICE_ACCOUNT_CONTENTS",
-    "GCE_CREDENTIALS_FILE_PATH",
-    "GCP_ACCESS_TOKEN",
+from tests.support.gcp import (
+    CONFIG,
+    GROUP_VARS,
+    HOSTS,
+    ROOT,
+    ansible_tool,
+    clean_env,
+    constructed_inventory,
 )
 
-
-def ansible_tool(name: str) -> str:
-    beside = Path(sys.executable).with_name(name)
-    path = str(beside) if beside.exists() else shutil.which(name)
-    assert path, f"{name} missing: pip install -r requirements.txt"
-    return path
-
-
-def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
-    env.update(
-        ANSIBLE_INVENTORY_UNPARSED_FAILED="true",
-        # no gcloud configuration (and so no application default credentials)
-        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
-        # never probe the GCE metadata server: this machine is not on GCP
-        NO_GCE_CHECK="true",
-        ANSIBLE_NOCOLOR="1",
-    )
-    if (ROOT / "ansible.cfg").exists():
-        env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
-    env.update(extra)
-    return env
-
+ROLE_GROUPS = {"mlflow", "predictors", "monitoring", "gateway"}
 
 # ---------------------------------------------------------------- the real plugin
 
@@ -104,58 +69,6 @@ def test_config_is_keyless_and_makes_only_role_groups() -> None:
 
 
 # ---------------------------------------------------------------- groups and compose
-
-
-def instance(role: str | None, private: str, public: str | None = None) -> dict[str, object]:
-    """Host variables as the gcp_compute plugin hands them to compose/groups."""
-    interface: dict[str, object] = {"networkIP": private}
-    if public:
-        interface["accessConfigs"] = [{"natIP": public, "type": "ONE_TO_ONE_NAT"}]
-    data: dict[str, object] = {
-        "networkInterfaces": [interface],
-        "zone": "europe-west1-b",
-        "project": "my-project-123",
-        "status": "RUNNING",
-    }
-    if role is not None:
-        data["labels"] = {"role": role, "stack": "mlops"}
-    return data
-
-
-# terraform's defaults: only the gateway has a public IP (public_ip_roles).
-HOSTS = {
-    "mlops-mlflow-1": instance("mlflow", "10.20.0.2"),
-    "mlops-predictor-1": instance("predictors", "10.20.0.3"),
-    "mlops-predictor-2": instance("predictors", "10.20.0.4"),
-    "mlops-monitoring-1": instance("monitoring", "10.20.0.5"),
-    "mlops-gateway-1": instance("gateway", "10.20.0.6", "203.0.113.5"),
-    "someone-else": instance("bastion", "10.20.0.9", "203.0.113.9"),
-    "unlabelled": instance(None, "10.20.0.10"),
-}
-
-
-def constructed_inventory(tmp_path: Path) -> Path:
-    """gcp.yml's own groups/compose, run by the constructed plugin over HOSTS,
-    with gcp.yml's group_vars beside it."""
-    cfg = yaml.safe_load(CONFIG.read_text())
-    inv = tmp_path / "inventory"
-    inv.mkdir()
-    (inv / "01-hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": HOSTS}}))
-    constructed = {
-        "plugin": "ansible.builtin.constructed",
-        "strict": True,
-        "groups": cfg["groups"],
-        "compose": cfg["compose"],
-    }
-    (inv / "02-gcp.constructed.yml").write_text(yaml.safe_dump(constructed))
-    shutil.copytree(GROUP_VARS, inv / "group_vars")
-    # what the plugin adds with vars_prefix gcp_
-    host_vars = inv / "host_vars"
-    host_vars.mkdir()
-    for name, data in HOSTS.items():
-        prefixed = {"gcp_" + key: value for key, value in data.items()}
-        (host_vars / f"{name}.yml").write_text(yaml.safe_dump(prefixed))
-    return inv
 
 
 def inventory_list(tmp_path: Path, inv: Path, **env: str) -> dict[str, object]:
@@ -286,14 +199,16 @@ def test_mlflow_uses_the_bucket_auth_and_grafana_is_required(tmp_path: Path) -> 
     assert destination == "gs://my-project-123-mlops-mlflow-artifacts/mlflow-artifacts"
 
 
-def test_backend_store_is_postgresql_only_when_configured(tmp_path: Path) -> None:
+def test_backend_store_comes_from_vault_on_every_controller(tmp_path: Path) -> None:
+    """The URI is the Vault file's, whatever one controller's environment says:
+    a workstation and a CI runner converge the same backend."""
     inv = constructed_inventory(tmp_path)
-    role_default = ("-e", "mlflow_server_home=/var/lib/mlflow")
     uri = "mlflow_server_backend_store_uri"
-    sqlite = host_var(tmp_path, inv, "mlops-mlflow-1", uri, *role_default)
-    assert sqlite == "sqlite:////var/lib/mlflow/mlflow.db"
     postgres = "postgresql://mlflow:pw@10.20.0.50:5432/mlflow"  # pragma: allowlist secret
-    configured = host_var(
-        tmp_path, inv, "mlops-mlflow-1", uri, *role_default, MLFLOW_BACKEND_STORE_URI=postgres
+    vault = ("-e", f"vault_mlflow_backend_store_uri={postgres}")
+    assert host_var(tmp_path, inv, "mlops-mlflow-1", uri, *vault) == postgres
+    elsewhere = "sqlite:////tmp/elsewhere.db"
+    assert (
+        host_var(tmp_path, inv, "mlops-mlflow-1", uri, *vault, MLFLOW_BACKEND_STORE_URI=elsewhere)
+        == postgres
     )
-    assert configured == postgres

@@ -1,0 +1,1 @@
+"""Helpers shared by the test folders (never imported from a conftest)."""
