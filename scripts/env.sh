@@ -7,11 +7,16 @@ VENV="$ROOT/.venv"
 export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
 export ANSIBLE_HOME="$WORK/ansible"
 export XDG_CACHE_HOME="$WORK/cache"
+# What is slow to fetch and the same for every checkout (pip's downloads, the
+# node wheelhouse) is kept per machine, outside the work tree, so a fresh
+# clone (CI) reuses it; anything missing there is fetched again.
+MLOPS_CACHE="${MLOPS_CACHE:-${HOME:-/root}/.cache/mlops-stack}"
+export PIP_CACHE_DIR="$MLOPS_CACHE/pip"
 export CONTAINERS_CONF="$ROOT/scripts/containers.conf"
 export MLOPS_NODE_IMAGE_FILE="$WORK/node-image"
 export MLOPS_ROOT="$ROOT"
 export PATH="$VENV/bin:$WORK/tools/bin:$PATH"
-mkdir -p "$WORK" "$ANSIBLE_HOME" "$XDG_CACHE_HOME"
+mkdir -p "$WORK" "$ANSIBLE_HOME" "$XDG_CACHE_HOME" "$MLOPS_CACHE"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

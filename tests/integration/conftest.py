@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-NODES = ("mlflow-1", "predictor-1", "predictor-2", "monitor-1")
+NODES = ("mlflow-1", "predictor-1", "predictor-2", "monitor-1", "gateway-1")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """One endpoint and safe rollouts, end to end on the local stack.
 
-Everything goes through the gateway (HAProxy on monitor-1, 127.0.0.1:8080)
+Everything goes through the gateway (HAProxy on gateway-1, 127.0.0.1:8080)
 while a bounded load generator (load.py, 40 requests/s) runs:
 
 * promote a freshly trained version with playbooks/promote.yml, then roll back

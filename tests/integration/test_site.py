@@ -50,14 +50,16 @@ def test_champion_is_registered_and_visible_on_loopback(second_run: Stack):
 
 
 def test_the_lab_registry_runs_with_accounts(local_stack: Stack):
-    """The production default: no anonymous access, the reader may not write."""
+    """The production default: no anonymous access, and the predictors' account
+    may not move the model's alias (any account may create models of its own:
+    MLflow makes their creator their manager)."""
     url = f"{MLFLOW}/api/2.0/mlflow/registered-models/get?name=iris"
     with pytest.raises(urllib.error.HTTPError) as anonymous:
         get_json(url)
     assert anonymous.value.code == 401
     request = urllib.request.Request(
-        f"{MLFLOW}/api/2.0/mlflow/registered-models/create",
-        data=b'{"name": "written-by-the-reader"}',
+        f"{MLFLOW}/api/2.0/mlflow/registered-models/alias",
+        data=b'{"name": "iris", "alias": "by-the-reader", "version": "1"}',
         headers={"Content-Type": "application/json", **mlflow_auth("reader")},
     )
     with pytest.raises(urllib.error.HTTPError) as reader_write:

@@ -26,7 +26,8 @@ UNITS: dict[str, tuple[str, ...]] = {
     "mlflow-1": ("mlflow", "prometheus-node-exporter"),
     "predictor-1": ("predictor", "prometheus-node-exporter"),
     "predictor-2": ("predictor", "prometheus-node-exporter"),
-    "monitor-1": ("prometheus", "haproxy", "prometheus-node-exporter"),
+    "monitor-1": ("prometheus", "prometheus-node-exporter"),
+    "gateway-1": ("haproxy", "prometheus-node-exporter"),
 }
 CASES = [(node, unit) for node, units in UNITS.items() for unit in units]
 OVERALL = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
