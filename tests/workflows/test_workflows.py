@@ -287,3 +287,19 @@ def test_inputs_never_reach_a_shell_unquoted() -> None:
             assert not re.search(r"\$\{\{\s*(inputs|github\.event)\.", run), (
                 f"{path.name}: step {step.get('name')!r} expands an input inside run:"
             )
+
+
+def test_only_the_protected_environment_can_become_the_deployer() -> None:
+    """Google trusts a GitHub token only from a job of the protected
+    environment: every job that signs in to Google is bound to it, and the
+    documented Workload Identity provider requires it."""
+    for path in WORKFLOW_FILES:
+        for name, job in load(path)["jobs"].items():
+            uses = [s.get("uses", "") for s in job.get("steps", [])]
+            if any(u.startswith("google-github-actions/auth@") for u in uses):
+                assert job.get("environment") == "gcp-production", f"{path.name}:{name}"
+    docs = (ROOT / "docs" / "gcp.md").read_text()
+    condition = re.search(r'--attribute-condition "([^"]+)"', docs)
+    assert condition, "docs/gcp.md shows no attribute condition"
+    assert "assertion.environment == 'gcp-production'" in condition.group(1)
+    assert "attribute.repository/$REPO" not in docs, "a binding that trusts every workflow"
