@@ -114,3 +114,26 @@ def test_the_lab_runs_mlflow_with_accounts(found: dict[str, set[str]]) -> None:
         "predictor_tracking_password",
     ):
         assert key not in found, f"{key} differs between the lab and GCP"
+
+
+def test_the_lab_is_reached_over_ssh_with_pipelining() -> None:
+    """`ansible-inventory -i inventories/local --host NODE`: SSH, as on GCP,
+    never the podman connection."""
+    cli = Path(sys.executable).with_name("ansible-inventory")
+    env = dict(os.environ, ANSIBLE_CACHE_PLUGIN="memory")
+    listing = json.loads(
+        subprocess.run(
+            [str(cli), "-i", str(LOCAL), "--list"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    )
+    hostvars = listing["_meta"]["hostvars"]
+    assert hostvars, "no local nodes"
+    for host, variables in hostvars.items():
+        assert variables["ansible_connection"] in {"ssh", "ansible.builtin.ssh"}, host
+        assert variables["ansible_ssh_pipelining"] is True, host
