@@ -66,13 +66,18 @@ def role_of(node: str, listing: dict) -> str:
 
 
 def instance(node: str, role: str) -> dict:
-    """One instance as the aggregated-list API returns it."""
+    """One instance as the aggregated-list API returns it, in the form the
+    plugin keeps in its cache (it shortens `zone` and adds `project` and
+    `image` before it stores a listing, and reads the cache back as is)."""
     base = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/zones/{ZONE}"
     return {
         "kind": "compute#instance",
         "name": node,
         "selfLink": f"{base}/instances/{node}",
-        "zone": base,
+        "zone": ZONE,
+        "zone_selflink": base,
+        "project": PROJECT,
+        "image": None,
         "status": "RUNNING",
         "labels": {"stack": "mlops", "role": role},
         # private only, as terraform makes every instance but the gateway;
@@ -93,7 +98,7 @@ def rehearsal(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> d
         "cache": True,
         "cache_plugin": "ansible.builtin.jsonfile",
         "cache_connection": str(work / "cache"),
-        "cache_timeout": 0,
+        "cache_timeout": 86400,
     }
     config_path = inventory / "gcp.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -103,8 +108,18 @@ def rehearsal(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> d
     instances = [instance(node, role_of(node, listing)) for node in NODES]
     key = f"{PLUGIN}_k" + hashlib.sha256(f"{PLUGIN}{config_path}".encode()).hexdigest()[:6]
     (work / "cache").mkdir()
-    (work / "cache" / f"ansible_inventory_{key}").write_text(
-        json.dumps({PROJECT: {ZONE: instances}})
+    (work / "instances.json").write_text(json.dumps({PROJECT: {ZONE: instances}}))
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests/support/inventory_cache.py"),
+            str(work / "cache"),
+            key,
+            str(work / "instances.json"),
+        ],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
     )
 
     table = {
@@ -188,8 +203,13 @@ def test_the_plugin_makes_exactly_the_groups_the_playbooks_use(rehearsal: dict) 
         g: set(lab[g]["hosts"]) for g in ("mlflow", "predictors", "monitoring", "gateway")
     }
     hostvars = data["_meta"]["hostvars"]
-    assert {h: v["gcp_zone"] for h, v in hostvars.items()} == dict.fromkeys(NODES, ZONE)
-    assert {h: v["mlops_node_address"] for h, v in hostvars.items()} == {n: n for n in NODES}
+
+    def plain(value: object) -> object:
+        # --list marks values that came from outside as {"__ansible_unsafe": ...}
+        return value.get("__ansible_unsafe", value) if isinstance(value, dict) else value
+
+    assert {h: plain(v["gcp_zone"]) for h, v in hostvars.items()} == dict.fromkeys(NODES, ZONE)
+    assert {h: plain(v["mlops_node_address"]) for h, v in hostvars.items()} == {n: n for n in NODES}
 
 
 def test_site_converges_the_lab_through_the_gcp_inventory(rehearsal: dict) -> None:
