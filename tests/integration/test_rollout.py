@@ -492,17 +492,21 @@ def test_restarted_monitoring_node_keeps_its_data(local_stack: Stack):
 
     seen = samples_before()
     assert seen > 0, "no predictor samples before the restart"
-    restart_node("monitor-1")
-    units = ["prometheus", "haproxy", "prometheus-node-exporter"]
+    units = {
+        "monitor-1": ["prometheus", "prometheus-node-exporter"],
+        "gateway-1": ["haproxy", "prometheus-node-exporter"],
+    }
     listed = podman_exec("monitor-1", "systemctl", "list-unit-files", "grafana-server.service")
     if "grafana-server.service" in listed.stdout:
-        units.append("grafana-server")
-    for unit in units:
-        wait_until(
-            lambda unit=unit: unit_state("monitor-1", unit) == ("active", "enabled"),
-            timeout=60,
-            what=f"{unit} active and enabled",
-        )
+        units["monitor-1"].append("grafana-server")
+    for node, node_units in units.items():
+        restart_node(node)
+        for unit in node_units:
+            wait_until(
+                lambda node=node, unit=unit: unit_state(node, unit) == ("active", "enabled"),
+                timeout=60,
+                what=f"{unit} on {node} active and enabled",
+            )
 
     def prometheus_ready() -> bool:
         try:
