@@ -31,8 +31,8 @@ GCP = ROOT / "inventories" / "gcp"
 TABLE = ROOT / "docs" / "environments.md"
 
 
-def effective_vars(inventory: Path) -> dict[str, dict[str, Any]]:
-    """The variables of the first host of each role group."""
+def inventory_listing(inventory: Path) -> dict[str, Any]:
+    """`ansible-inventory --list`, with the playbooks' own group_vars."""
     cli = Path(sys.executable).with_name("ansible-inventory")
     # facts gathered by earlier runs are no setting: keep the fact cache out
     env = dict(os.environ, ANSIBLE_INVENTORY_UNPARSED_FAILED="true", ANSIBLE_CACHE_PLUGIN="memory")
@@ -45,7 +45,12 @@ def effective_vars(inventory: Path) -> dict[str, dict[str, Any]]:
         timeout=120,
         check=True,
     )
-    data = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def effective_vars(inventory: Path) -> dict[str, dict[str, Any]]:
+    """The variables of the first host of each role group."""
+    data = inventory_listing(inventory)
     # the stand-in hands compose the raw API fields; the plugin keeps only their
     # prefixed copies (gcp_name, gcp_zone, ...)
     raw_fields = set().union(*(fields.keys() for fields in HOSTS.values()))
@@ -119,19 +124,7 @@ def test_the_lab_runs_mlflow_with_accounts(found: dict[str, set[str]]) -> None:
 def test_the_lab_is_reached_over_ssh_with_pipelining() -> None:
     """`ansible-inventory -i inventories/local --host NODE`: SSH, as on GCP,
     never the podman connection."""
-    cli = Path(sys.executable).with_name("ansible-inventory")
-    env = dict(os.environ, ANSIBLE_CACHE_PLUGIN="memory")
-    listing = json.loads(
-        subprocess.run(
-            [str(cli), "-i", str(LOCAL), "--list"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-    )
+    listing = inventory_listing(LOCAL)
     hostvars = listing["_meta"]["hostvars"]
     assert hostvars, "no local nodes"
     for host, variables in hostvars.items():
