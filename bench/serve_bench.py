@@ -365,12 +365,9 @@ def start_hello(workdir: Path, overrides: dict[str, str]) -> tuple[Service, str]
 def request_rows(n: int) -> list[list[float]]:
     """Deterministic rows inside each feature's observed range, rounded like real input."""
     import numpy as np
-    from mlops_model.schema import FEATURES
+    from mlops_model.serving.checks import check_rows
 
-    rng = np.random.default_rng(SEED)
-    lows = np.array([f.minimum for f in FEATURES])
-    highs = np.array([f.maximum for f in FEATURES])
-    rows: list[list[float]] = np.round(rng.uniform(lows, highs, size=(n, 4)), 1).tolist()
+    rows: list[list[float]] = np.round(check_rows(n, SEED), 1).tolist()
     return rows
 
 

@@ -13,20 +13,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlops_model.errors import InvalidParameter
-from mlops_model.registry import (
-    DEFAULT_REQUEST_TIMEOUT,
-    GATE_FAILED,
-    GATE_PASSED,
-    Decision,
-    Registry,
-    decide_promotion,
-    gate_passed,
+from mlops_model.gate import GATE_PASSED, Decision, decide_promotion, gate_label, gate_passed
+from mlops_model.registry import DEFAULT_REQUEST_TIMEOUT, Registry
+from mlops_model.schema import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from mlops_model.train import TrainParams, fingerprint, train
+from mlops_model.validation import (
     validate_alias,
     validate_min_accuracy,
     validate_model_name,
+    validate_version,
 )
-from mlops_model.schema import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
-from mlops_model.train import TrainParams, fingerprint, train
 
 
 def params_from_mapping(values: Mapping[str, Any]) -> TrainParams:
@@ -60,7 +56,7 @@ def ensure_model(
     Steps: validate everything (no network), check the server answers, look for a
     version tagged with this fingerprint; if there is none, train, log and
     register one (tags ``mlops.fingerprint``, ``mlops.gate``); then apply the
-    gate (:func:`~mlops_model.registry.decide_promotion`) and move the alias.
+    gate (:func:`~mlops_model.gate.decide_promotion`) and move the alias.
     ``alias=None`` or ``""`` registers without touching any alias.
 
     In check mode nothing is written to MLflow: a would-be new version is trained in
@@ -93,15 +89,13 @@ def ensure_model(
             run_id = existing.run_id
             metrics = existing.metrics
             confusion = existing.confusion_matrix
-            gate = existing.gate or (
-                GATE_PASSED if gate_passed(metrics, min_accuracy) else GATE_FAILED
-            )
+            gate = existing.gate or gate_label(gate_passed(metrics, min_accuracy))
         else:
             created = True
             trained = train(params)
             metrics = trained.evaluation.metrics()
             confusion = trained.evaluation.confusion_matrix
-            gate = GATE_PASSED if gate_passed(metrics, min_accuracy) else GATE_FAILED
+            gate = gate_label(gate_passed(metrics, min_accuracy))
             if check_mode:
                 version, run_id = None, None
             else:
@@ -200,10 +194,7 @@ def set_alias(
     checked = validate_alias(alias)
     if checked is None:
         raise InvalidParameter("alias", "alias must not be empty")
-    version = str(version).strip()
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidParameter("version", f"version must be a positive integer, got {version!r}")
-    version = str(int(version))
+    version = validate_version(version)
     with (
         contextlib.redirect_stdout(sys.stderr),
         Registry(

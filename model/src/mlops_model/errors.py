@@ -20,10 +20,17 @@ class InvalidParameter(MlopsModelError, ValueError):
 
 
 class RegistryUnavailable(MlopsModelError):
-    """The MLflow tracking server cannot be reached; ``uri`` names it."""
+    """The MLflow tracking server (and registry) did not answer: refused, timed out, 5xx.
 
-    def __init__(self, uri: str, reason: str) -> None:
-        super().__init__(f"MLflow tracking server {uri} is unreachable: {reason}")
+    The one such error of the package, for training and serving alike. With ``uri``
+    the message names the server; without it (the predictor's alias lookups and
+    downloads, whose ``reason`` names the model) ``reason`` is the whole message.
+    """
+
+    def __init__(self, uri: str | None, reason: str) -> None:
+        super().__init__(
+            reason if uri is None else f"MLflow tracking server {uri} is unreachable: {reason}"
+        )
         self.uri = uri
         self.reason = reason
 

@@ -1,6 +1,9 @@
-"""Everything that touches MLflow: runs, registered versions, aliases, the promotion gate.
+"""The MLflow client of the training side: runs, registered versions, aliases.
 
-Only Model Registry *aliases* are used, never the deprecated stages.
+Only Model Registry *aliases* are used, never the deprecated stages. What may be
+registered and promoted is decided elsewhere: arguments by
+:mod:`mlops_model.validation`, the promotion gate by :mod:`mlops_model.gate`; this
+module records the gate's outcome as tags and moves aliases.
 
 A :class:`Registry` is a context manager bound to one tracking URI. Entering it
 checks that the server answers (a quick ``GET <uri>/health``), bounds MLflow's
@@ -13,12 +16,9 @@ those variables. Errors come out as :class:`~mlops_model.errors.RegistryUnavaila
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-import math
 import os
-import re
 import urllib.error
 import urllib.request
 import warnings
@@ -37,133 +37,34 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from mlops_model import __version__
+from mlops_model.auth import basic_auth_header
 from mlops_model.data import TARGET_NAME, dataset_digest, load_frame
 from mlops_model.errors import InvalidParameter, RegistryError, RegistryUnavailable
-from mlops_model.schema import CLASS_NAMES, FINGERPRINT_TAG
+from mlops_model.gate import (
+    GATE_MIN_ACCURACY_TAG,
+    GATE_PASSED,
+    GATE_TAG,
+    gate_label,
+    gate_passed,
+)
+from mlops_model.schema import CLASS_NAMES, FINGERPRINT_TAG, SKOPS_TRUSTED_TYPES
 from mlops_model.train import ALGORITHM, TrainedModel
+from mlops_model.validation import (
+    validate_alias,
+    validate_fingerprint,
+    validate_model_name,
+    validate_request_timeout,
+    validate_tracking_uri,
+)
 
-GATE_TAG = "mlops.gate"
-GATE_PASSED = "passed"
-GATE_FAILED = "failed"
-GATE_MIN_ACCURACY_TAG = "mlops.gate.min_accuracy"
 DATASET_DIGEST_TAG = "mlops.dataset_digest"
 CONFUSION_MATRIX_TAG = "mlops.confusion_matrix"
 PACKAGE_VERSION_TAG = "mlops.package_version"
 MODEL_ARTIFACT_NAME = "model"
 CONFUSION_MATRIX_ARTIFACT = "confusion_matrix.json"
-# The only type of a fitted RandomForestClassifier that skops does not trust by
-# default (checked with skops.io.get_untrusted_types on a dumped forest).
-SKOPS_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
 
 DEFAULT_REQUEST_TIMEOUT = 10
 DEFAULT_MAX_RETRIES = 1
-
-# Our alias rule is stricter than MLflow's (``^[\w-]*$``, max 256, not ``latest``,
-# not ``v<digits>``): it must also start with a letter.
-ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,254}$")
-_RESERVED_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
-# MLflow forbids '/' and ':'; we also keep quotes out, names go into filter strings.
-MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
-
-
-# ---------------------------------------------------------------- validation
-
-
-def validate_alias(alias: str | None) -> str | None:
-    """Return the alias, ``None`` for "move no alias" (``None`` or ``""``), or raise."""
-    if alias is None or alias == "":
-        return None
-    if not isinstance(alias, str):
-        raise InvalidParameter("alias", f"alias must be a string, got {alias!r}")
-    if alias.lower() == "latest":
-        raise InvalidParameter("alias", "alias 'latest' is reserved by MLflow")
-    if _RESERVED_VERSION_ALIAS.match(alias):
-        raise InvalidParameter(
-            "alias", f"alias {alias!r} is reserved by MLflow (v<digits> names a version)"
-        )
-    if not ALIAS_PATTERN.match(alias):
-        raise InvalidParameter(
-            "alias",
-            f"alias {alias!r} is invalid: it must match {ALIAS_PATTERN.pattern} "
-            "(a letter, then letters, digits, '_' or '-')",
-        )
-    return alias
-
-
-def validate_model_name(name: str) -> str:
-    if not isinstance(name, str) or not MODEL_NAME_PATTERN.match(name):
-        raise InvalidParameter(
-            "model_name",
-            f"model_name {name!r} is invalid: it must match {MODEL_NAME_PATTERN.pattern}",
-        )
-    return name
-
-
-def validate_min_accuracy(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidParameter("min_accuracy", f"min_accuracy must be a number, got {value!r}")
-    if not 0.0 <= value <= 1.0:
-        raise InvalidParameter("min_accuracy", f"min_accuracy must be between 0 and 1, got {value}")
-    return float(value)
-
-
-# ---------------------------------------------------------------- the gate
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reason: str
-
-
-def decide_promotion(
-    candidate_metrics: Mapping[str, float],
-    champion_metrics: Mapping[str, float] | None,
-    min_accuracy: float,
-    force: bool = False,
-) -> Decision:
-    """The quality gate, a pure function.
-
-    Promote only when the candidate's accuracy reaches ``min_accuracy`` and either
-    nobody holds the alias, the candidate is at least as accurate as the holder,
-    or ``force`` is set. ``force`` never bypasses ``min_accuracy``.
-    """
-    accuracy = candidate_metrics.get("accuracy")
-    if accuracy is None:
-        return Decision(False, "candidate has no accuracy metric")
-    if accuracy < min_accuracy:
-        return Decision(False, f"accuracy {accuracy:.4f} is below min_accuracy {min_accuracy:.4f}")
-    if champion_metrics is None:
-        return Decision(
-            True, f"accuracy {accuracy:.4f} >= min_accuracy {min_accuracy:.4f}; no current holder"
-        )
-    champion = champion_metrics.get("accuracy")
-    if champion is None:
-        return Decision(
-            True,
-            f"accuracy {accuracy:.4f} >= min_accuracy {min_accuracy:.4f}; "
-            "the current holder has no accuracy metric",
-        )
-    if accuracy >= champion:
-        return Decision(
-            True, f"accuracy {accuracy:.4f} >= current holder's accuracy {champion:.4f}"
-        )
-    if force:
-        return Decision(
-            True,
-            f"forced: accuracy {accuracy:.4f} < current holder's accuracy {champion:.4f}",
-        )
-    return Decision(
-        False,
-        f"accuracy {accuracy:.4f} < current holder's accuracy {champion:.4f} "
-        "(force overrides this)",
-    )
-
-
-def gate_passed(metrics: Mapping[str, float], min_accuracy: float) -> bool:
-    """The absolute part of the gate, recorded on every version as ``mlops.gate``."""
-    accuracy = metrics.get("accuracy")
-    return accuracy is not None and accuracy >= min_accuracy
 
 
 # ---------------------------------------------------------------- connection
@@ -186,10 +87,10 @@ def check_reachable(
     if not _is_http(tracking_uri):
         return
     url = tracking_uri.rstrip("/") + "/health"
-    request = urllib.request.Request(url, method="GET")  # noqa: S310 - scheme checked above
-    if username is not None:
-        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+    headers = basic_auth_header(username, password or "") if username is not None else {}
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url, headers=headers, method="GET"
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             response.read(64)
@@ -282,16 +183,8 @@ class Registry:
         request_timeout: int = DEFAULT_REQUEST_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
-        if not isinstance(tracking_uri, str) or not tracking_uri.strip():
-            raise InvalidParameter("tracking_uri", "tracking_uri must not be empty")
-        if (
-            isinstance(request_timeout, bool)
-            or not isinstance(request_timeout, int)
-            or request_timeout < 1
-        ):
-            raise InvalidParameter(
-                "request_timeout", f"request_timeout must be >= 1, got {request_timeout!r}"
-            )
+        validate_tracking_uri(tracking_uri)
+        validate_request_timeout(request_timeout)
         self.tracking_uri = tracking_uri.rstrip("/") if _is_http(tracking_uri) else tracking_uri
         self.username = username
         self.password = password
@@ -436,8 +329,7 @@ class Registry:
     def find_version(self, name: str, fingerprint: str) -> VersionInfo | None:
         """The oldest version of ``name`` tagged with ``fingerprint``, or ``None``."""
         validate_model_name(name)
-        if not re.fullmatch(r"[0-9a-f]{64}", fingerprint):
-            raise InvalidParameter("fingerprint", f"not a sha256 hex digest: {fingerprint!r}")
+        validate_fingerprint(fingerprint)
         aliases = self.aliases(name)
         if aliases is None:
             return None
@@ -611,7 +503,7 @@ class Registry:
                 model_id=model_id,
                 tags={
                     FINGERPRINT_TAG: fingerprint,
-                    GATE_TAG: GATE_PASSED if gate else GATE_FAILED,
+                    GATE_TAG: gate_label(gate),
                     GATE_MIN_ACCURACY_TAG: str(min_accuracy),
                 },
                 description=f"fingerprint {fingerprint}",

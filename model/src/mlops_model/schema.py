@@ -29,3 +29,8 @@ DEFAULT_MODEL_NAME = "iris"
 DEFAULT_ALIAS = "champion"
 # Tag on runs and model versions that makes training idempotent.
 FINGERPRINT_TAG = "mlops.fingerprint"
+# What skops must trust beyond its built-in safe list to load the forest: the only
+# such type of a fitted RandomForestClassifier (checked with skops.io.get_untrusted_types
+# on a dumped forest). Training logs the model with it; the predictor loads with it
+# unless PREDICTOR_SKOPS_TRUSTED_TYPES says otherwise.
+SKOPS_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)

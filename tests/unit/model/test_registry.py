@@ -12,7 +12,9 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from mlops_model import ensure
 from mlops_model.errors import InvalidParameter, RegistryError, RegistryUnavailable
-from mlops_model.registry import FINGERPRINT_TAG, GATE_TAG, Registry
+from mlops_model.gate import GATE_TAG
+from mlops_model.registry import Registry
+from mlops_model.schema import FINGERPRINT_TAG
 from mlops_model.train import TrainParams, fingerprint
 
 UNREACHABLE = "http://127.0.0.1:9"

@@ -9,15 +9,10 @@ import mlops_model.train as train_module
 import pytest
 from mlops_model.data import dataset_digest, holdout_split, load_features, load_frame
 from mlops_model.errors import InvalidParameter
-from mlops_model.registry import (
-    Decision,
-    decide_promotion,
-    validate_alias,
-    validate_min_accuracy,
-    validate_model_name,
-)
+from mlops_model.gate import Decision, decide_promotion
 from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES
 from mlops_model.train import TrainParams, fingerprint, train
+from mlops_model.validation import validate_alias, validate_min_accuracy, validate_model_name
 
 
 def test_iris_frame_has_schema_columns():

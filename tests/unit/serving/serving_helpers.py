@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES
+from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES, SKOPS_TRUSTED_TYPES
 
-SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
+SKOPS_TRUSTED = list(SKOPS_TRUSTED_TYPES)
 # A virginica row: the strong forest is sure of it, the one-split stump cannot be.
 PROBE_ROW = [6.3, 3.3, 6.0, 2.5]
 

@@ -13,25 +13,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mlops_model.errors import RegistryUnavailable
 from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES
-from mlops_model.serving import backends
+from mlops_model.serving import backends, checks
 from mlops_model.serving.app import get_service
-from mlops_model.serving.backends import (
-    ONNX_FILE,
-    PARITY_FILE,
-    ModelLoadError,
-    OnnxBackend,
-    Prepared,
-    SklearnBackend,
-    build_backend,
-    parity_error,
-    parity_rows,
-    prepare,
-)
+from mlops_model.serving.backends import ONNX_FILE, PARITY_FILE, Prepared, build_backend, prepare
+from mlops_model.serving.checks import parity_error, parity_rows
+from mlops_model.serving.errors import ModelLoadError, SettingsError
 from mlops_model.serving.loader import RegistryLoader
 from mlops_model.serving.metrics import iter_samples
-from mlops_model.serving.registry_client import RegistryUnavailable, ResolvedVersion
-from mlops_model.serving.settings import Settings, SettingsError
+from mlops_model.serving.onnx_backend import OnnxBackend
+from mlops_model.serving.registry_client import ResolvedVersion
+from mlops_model.serving.settings import Settings
+from mlops_model.serving.sklearn_backend import SklearnBackend
 from serving_helpers import iris_frame, log_and_register, set_alias
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import RandomForestClassifier
@@ -105,7 +99,7 @@ def test_onnx_matches_scikit_learn_on_iris_and_random_rows(tmp_path: Path) -> No
     assert isinstance(backend, OnnxBackend)
 
     rows = parity_rows(seed=3)  # other random rows than the check used
-    assert len(rows) == 150 + backends.PARITY_RANDOM_ROWS
+    assert len(rows) == 150 + checks.PARITY_RANDOM_ROWS
     got, want = backend.predict_proba(rows), reference(model, rows)
     assert got.dtype == np.float64
     assert np.array_equal(got.argmax(axis=1), want.argmax(axis=1))
@@ -195,7 +189,7 @@ def test_a_model_off_parity_falls_back(
         other = SklearnBackend(fitted(forest(n_estimators=3, random_state=7, max_depth=1)))
         monkeypatch.setattr(backends, "convert_to_onnx", lambda _: real(other))
     else:
-        monkeypatch.setattr(backends, "PARITY_TOLERANCE", 0.0)
+        monkeypatch.setattr(checks, "PARITY_TOLERANCE", 0.0)
     prepared = prepare(model_dir, "auto", [TREE])
     assert prepared.backend == "sklearn"
     assert prepared.fallback is not None

@@ -24,9 +24,10 @@ from typing import ClassVar
 
 import pytest
 from mlops_model import __main__ as cli
+from mlops_model.errors import RegistryUnavailable
 from mlops_model.serving import registry_client
 from mlops_model.serving.prepare import download
-from mlops_model.serving.registry_client import RegistryUnavailable, RestRegistry
+from mlops_model.serving.registry_client import RestRegistry
 from serving_helpers import register_version, set_alias, strong_forest
 
 from tests.conftest import MlflowServer

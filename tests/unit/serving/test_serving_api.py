@@ -81,7 +81,7 @@ def test_predictions_match_scikit_learn(
     """Both backends answer what scikit-learn's predict_proba answers: the lean forest
     path exactly, the default ONNX backend within the parity tolerance, same labels."""
     import numpy as np
-    from mlops_model.serving.loader import self_check_rows
+    from mlops_model.serving.checks import self_check_rows
 
     x = self_check_rows(seed=7)[:MAX_ROWS]
     lean_app = make_app(

@@ -7,7 +7,8 @@ import logging
 import sys
 
 import pytest
-from mlops_model.serving.settings import Settings, SettingsError
+from mlops_model.serving.errors import SettingsError
+from mlops_model.serving.settings import Settings
 
 
 def test_defaults() -> None:

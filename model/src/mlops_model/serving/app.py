@@ -23,12 +23,13 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mlops_model.schema import CLASS_NAMES, FEATURES
+from mlops_model.serving.errors import ClientError
 from mlops_model.serving.holder import FloatArray, LoadedModel, ModelHolder
 from mlops_model.serving.loader import RegistryLoader
 from mlops_model.serving.metrics import Metrics
 from mlops_model.serving.openapi import build_openapi
 from mlops_model.serving.settings import Settings
-from mlops_model.serving.validation import ClientError, parse_json, to_features
+from mlops_model.serving.validation import parse_json, to_features
 from mlops_model.serving.watcher import ModelWatcher
 
 log = logging.getLogger(__name__)

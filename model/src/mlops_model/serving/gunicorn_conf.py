@@ -27,7 +27,7 @@ from typing import Any
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="predictor-metrics-")
 
-from mlops_model.serving.loader import apply_registry_http_defaults
+from mlops_model.serving.registry_client import apply_registry_http_defaults
 
 apply_registry_http_defaults()
 

@@ -5,7 +5,7 @@ The HTTP layer only ever sees :class:`LoadedModel`: registry metadata plus an
 ``schema.FEATURE_NAMES`` order) to a float64 ``(n, 3)`` array of class
 probabilities (columns in ``schema.CLASS_NAMES`` order). A faster compiled
 backend (ONNX Runtime, ...) is one more class with ``name`` and
-``predict_proba`` (see :mod:`mlops_model.serving.backends`); nothing in the
+``predict_proba`` (see :mod:`mlops_model.serving.onnx_backend`); nothing in the
 HTTP layer changes. A backend that stands in for the one asked for says why in
 its ``fallback`` attribute (:class:`BackendFallback`).
 """
@@ -21,6 +21,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
+
+# Trees compare float32 features; larger magnitudes would overflow the cast (and
+# make scikit-learn's own input check raise). Every backend clips inputs to this
+# before the cast, which keeps every tree decision.
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, slots=True)

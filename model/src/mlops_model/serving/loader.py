@@ -23,45 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from mlops_model.serving.backends import (
-    BACKENDS,
-    ModelLoadError,
-    Prepared,
-    build_backend,
-)
-from mlops_model.serving.checks import (
-    IRIS_SAMPLE_ROWS,
-    SELF_CHECK_RANDOM_ROWS,
-    SelfCheckError,
-    self_check,
-    self_check_rows,
-)
+from mlops_model.serving.backends import Prepared, build_backend
+from mlops_model.serving.checks import self_check
+from mlops_model.serving.errors import ModelLoadError, SelfCheckError
 from mlops_model.serving.holder import LoadedModel
 from mlops_model.serving.prepare import PrepareRequest, fetch_and_prepare
-from mlops_model.serving.registry_client import (
-    REGISTRY_HTTP_DEFAULTS,
-    AliasNotFound,
-    RegistryUnavailable,
-    ResolvedVersion,
-    apply_registry_http_defaults,
-    for_uri,
-)
-from mlops_model.serving.settings import Settings
-
-__all__ = [
-    "IRIS_SAMPLE_ROWS",
-    "REGISTRY_HTTP_DEFAULTS",
-    "SELF_CHECK_RANDOM_ROWS",
-    "AliasNotFound",
-    "ModelLoadError",
-    "RegistryLoader",
-    "RegistryUnavailable",
-    "ResolvedVersion",
-    "SelfCheckError",
-    "apply_registry_http_defaults",
-    "self_check",
-    "self_check_rows",
-]
+from mlops_model.serving.registry_client import ResolvedVersion, for_uri
+from mlops_model.serving.settings import BACKEND_NAMES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +43,9 @@ class RegistryLoader:
     """Talks to the MLflow registry for one ``models:/<name>@<alias>``."""
 
     def __init__(self, settings: Settings) -> None:
-        if settings.backend not in BACKENDS:
+        if settings.backend not in BACKEND_NAMES:
             raise ValueError(
-                f"PREDICTOR_BACKEND={settings.backend!r} is unknown; known: {list(BACKENDS)}"
+                f"PREDICTOR_BACKEND={settings.backend!r} is unknown; known: {list(BACKEND_NAMES)}"
             )
         self.settings = settings
         self._resolver = for_uri(settings.tracking_uri)

@@ -23,8 +23,10 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mlops_model.serving.backends import ModelLoadError, prepare
-from mlops_model.serving.registry_client import RegistryUnavailable, apply_registry_http_defaults
+from mlops_model.errors import RegistryUnavailable
+from mlops_model.serving.backends import prepare
+from mlops_model.serving.errors import ModelLoadError
+from mlops_model.serving.registry_client import apply_registry_http_defaults
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ def download(tracking_uri: str | None, name: str, version: str, dst: Path) -> Pa
             artifact_uri=location, dst_path=str(dst), tracking_uri=tracking_uri
         )
     except Exception as exc:
-        raise RegistryUnavailable(f"downloading {uri} failed: {exc}") from exc
+        raise RegistryUnavailable(None, f"downloading {uri} failed: {exc}") from exc
     return Path(path)
 
 
@@ -98,7 +100,7 @@ def run_isolated(request: PrepareRequest, work: Path, timeout: float = CHILD_TIM
         return Path(result["model_dir"])
     message = str(result.get("message", "unknown error"))
     if result.get("error") == "registry_unavailable":
-        raise RegistryUnavailable(message)
+        raise RegistryUnavailable(None, message)
     raise ModelLoadError(message)
 
 

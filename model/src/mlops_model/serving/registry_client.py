@@ -16,7 +16,6 @@ TLS (``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``,
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import ssl
@@ -25,6 +24,10 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from mlops_model.auth import basic_auth_header
+from mlops_model.errors import RegistryUnavailable
+from mlops_model.serving.errors import AliasNotFound
 
 # Registry calls of a predictor must fail fast: an outage must never block a worker
 # for MLflow's defaults (120 s timeout, 7 retries with exponential backoff). The
@@ -42,14 +45,6 @@ def apply_registry_http_defaults() -> None:
     """Short MLflow HTTP timeouts for this process, unless the operator set them."""
     for key, value in REGISTRY_HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
-
-
-class RegistryUnavailable(Exception):
-    """The registry did not answer (connection refused, timeout, 5xx)."""
-
-
-class AliasNotFound(Exception):
-    """The registry answered: no such registered model or alias."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +82,7 @@ class RestRegistry:
         password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
         token = os.environ.get("MLFLOW_TRACKING_TOKEN")
         if user and password:
-            pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-            headers["Authorization"] = f"Basic {pair}"
+            headers.update(basic_auth_header(user, password))
         elif token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
@@ -124,14 +118,16 @@ class RestRegistry:
             code, message = _error_of(exc)
             if 400 <= exc.code < 500 and code in NOT_FOUND_CODES:
                 raise AliasNotFound(f"{where}: {message}") from None
-            raise RegistryUnavailable(f"{where}: HTTP {exc.code} {code}: {message}") from None
+            raise RegistryUnavailable(None, f"{where}: HTTP {exc.code} {code}: {message}") from None
         except (OSError, ValueError) as exc:  # URLError, timeouts, resets, bad JSON
-            raise RegistryUnavailable(f"{where}: {exc!r}") from None
+            raise RegistryUnavailable(None, f"{where}: {exc!r}") from None
         try:
             mv = body["model_version"]
             return ResolvedVersion(name, alias, str(mv["version"]), mv.get("run_id") or None)
         except (KeyError, TypeError) as exc:
-            raise RegistryUnavailable(f"{where}: unexpected answer {str(body)[:200]}") from exc
+            raise RegistryUnavailable(
+                None, f"{where}: unexpected answer {str(body)[:200]}"
+            ) from exc
 
 
 def _error_of(exc: urllib.error.HTTPError) -> tuple[str, str]:
@@ -163,9 +159,9 @@ class MlflowRegistry:
             code = str(getattr(exc, "error_code", ""))
             if code in NOT_FOUND_CODES:
                 raise AliasNotFound(f"{where}: {exc.message}") from exc
-            raise RegistryUnavailable(f"{where}: {exc.message}") from exc
+            raise RegistryUnavailable(None, f"{where}: {exc.message}") from exc
         except Exception as exc:  # requests/urllib3 errors that escape MLflow's wrapping
-            raise RegistryUnavailable(f"{where}: {exc!r}") from exc
+            raise RegistryUnavailable(None, f"{where}: {exc!r}") from exc
         return ResolvedVersion(name, alias, str(mv.version), mv.run_id or None)
 
 

@@ -8,19 +8,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from mlops_model.schema import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from mlops_model.schema import DEFAULT_ALIAS, DEFAULT_MODEL_NAME, SKOPS_TRUSTED_TYPES
+from mlops_model.serving.errors import SettingsError
 
 T = TypeVar("T")
 
 MIB = 1024 * 1024
-# The only type a scikit-learn random forest needs beyond skops' built-in safe list.
-DEFAULT_SKOPS_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
 # PREDICTOR_BACKEND values; see mlops_model.serving.backends.
 BACKEND_NAMES: tuple[str, ...] = ("auto", "onnx", "sklearn")
-
-
-class SettingsError(ValueError):
-    """An environment variable holds a value the predictor cannot use; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +36,7 @@ class Settings:
     # Last-known-good model cache (a writable directory), or None for no cache.
     cache_dir: str | None = None
     # Types skops may load; the predictor's own list, never the one stored in the model.
-    skops_trusted_types: tuple[str, ...] = field(default=DEFAULT_SKOPS_TRUSTED_TYPES)
+    skops_trusted_types: tuple[str, ...] = field(default=SKOPS_TRUSTED_TYPES)
     # Download and prepare models in a child process (True), in this one (False), or
     # None: in a child unless MLflow is imported here already (see serving.prepare).
     prepare_in_subprocess: bool | None = None

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from mlops_model.schema import FEATURE_NAMES
+from mlops_model.serving.errors import ClientError
 from mlops_model.serving.holder import FloatArray
 
 _WIDTH = len(FEATURE_NAMES)
@@ -33,16 +34,6 @@ _GET_FEATURES = operator.itemgetter(*FEATURE_NAMES)
 _EXPECTED_ROW = (
     f"a list of {_WIDTH} numbers ({', '.join(FEATURE_NAMES)}) or an object with those keys"
 )
-
-
-class ClientError(Exception):
-    """A request the client must fix; becomes ``{"error": code, "detail": detail}``."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
 
 
 class _NonFiniteLiteral:

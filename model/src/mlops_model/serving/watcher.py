@@ -17,9 +17,11 @@ import threading
 import time
 from typing import Protocol
 
+from mlops_model.errors import RegistryUnavailable
+from mlops_model.serving.errors import AliasNotFound
 from mlops_model.serving.holder import LoadedModel, ModelHolder
-from mlops_model.serving.loader import AliasNotFound, RegistryUnavailable, ResolvedVersion
 from mlops_model.serving.metrics import Metrics
+from mlops_model.serving.registry_client import ResolvedVersion
 
 log = logging.getLogger(__name__)
 

@@ -49,8 +49,8 @@ except ImportError:
 try:
     from mlops_model import ensure as mlops_ensure
     from mlops_model.errors import InvalidParameter, MlopsModelError, RegistryUnavailable
-    from mlops_model.registry import validate_alias, validate_min_accuracy, validate_model_name
     from mlops_model.train import TrainParams
+    from mlops_model.validation import validate_alias, validate_min_accuracy, validate_model_name
 except ImportError:
     _IMPORT_ERRORS.append(("mlops_model", "mlops-model", traceback.format_exc()))
     mlops_ensure = None
