@@ -8,8 +8,8 @@ that connects to the named node), host keys under the instance name, the
 deployer's user and key from the environment. Every variable of
 inventories/gcp/group_vars is in force but the listed differences
 (docs/environments.md), and the secrets come from a Vault-style file, as on
-GCP. site.yml must converge the lab this way with nothing to change,
-delegated tasks (the gateway drain) included."""
+GCP. site.yml must converge the lab this way with nothing to change, and a
+rolling restart must drain each predictor through a task delegated to the gateway."""
 
 from __future__ import annotations
 
@@ -212,18 +212,20 @@ def test_the_plugin_makes_exactly_the_groups_the_playbooks_use(rehearsal: dict) 
     assert {h: plain(v["mlops_node_address"]) for h, v in hostvars.items()} == {n: n for n in NODES}
 
 
-def test_site_converges_the_lab_through_the_gcp_inventory(rehearsal: dict) -> None:
+def rehearse(rehearsal: dict, playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook through the GCP inventory, its connection settings and the Vault file."""
     work = rehearsal["work"]
-    proc = subprocess.run(
+    return subprocess.run(
         [
             str(Path(sys.executable).with_name("ansible-playbook")),
-            "site.yml",
+            playbook,
             "-i",
             str(rehearsal["inventory"]),
             "-e",
             f"@{work / 'vault.yml'}",
             "-e",
             f"@{work / 'lab_values.yml'}",
+            *args,
         ],
         cwd=ROOT,
         env=rehearsal["env"],
@@ -231,6 +233,11 @@ def test_site_converges_the_lab_through_the_gcp_inventory(rehearsal: dict) -> No
         text=True,
         timeout=1800,
     )
+
+
+def test_site_converges_the_lab_through_the_gcp_inventory(rehearsal: dict) -> None:
+    work = rehearsal["work"]
+    proc = rehearse(rehearsal, "site.yml")
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-8000:]
     recap = parse_recap(proc.stdout)
@@ -242,12 +249,14 @@ def test_site_converges_the_lab_through_the_gcp_inventory(rehearsal: dict) -> No
     # every node was reached through its own tunnel...
     tunnels = {line.split()[0] for line in (work / "iap.log").read_text().splitlines()}
     assert tunnels == set(NODES)
-    # ...and the predictors were drained on the gateway, from the gateway
+    # ...and a rolling restart drains each predictor on the gateway, from the gateway
+    proc = rehearse(rehearsal, "playbooks/predictor.yml", "-e", "predictor_rolling_restart=true")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
     gateway = rehearsal["listing"]["gateway"]["hosts"][0]
     for predictor in rehearsal["listing"]["predictors"]["hosts"]:
         assert re.search(
-            rf"TASK \[Drain this predictor on the gateway\][^\n]*\n(ok|changed): "
-            rf"\[{predictor} -> {gateway}",
+            rf"TASK \[mlops\.stack\.gateway : Set the server's state on each gateway \(drain\)\]"
+            rf"[^\n]*\n(ok|changed): \[{predictor} -> {gateway}",
             proc.stdout,
         ), f"{predictor} was not drained on {gateway}"
     # one host key learnt per instance (recorded under its name, HostKeyAlias)

@@ -8,7 +8,8 @@ while a bounded load generator (load.py, 40 requests/s) runs:
   and the time from the alias move to the whole fleet serving it is measured;
 * promote.yml moves the alias back by itself when a predictor cannot serve;
 * a rolling upgrade of the predictors with a setting that needs a restart
-  (playbooks/predictor.yml drains each one on the gateway first), and back;
+  (playbooks/predictor.yml restarts them one at a time, each drained on the
+  gateway first), and back;
 * faults: MLflow stopped, a predictor SIGKILLed, nodes restarted.
 
 The tests run in file order and leave the stack as site.yml makes it (the
@@ -360,6 +361,9 @@ def test_predictor_upgrade_under_load(report: RolloutReport):
     )
     assert_no_failed(phase, result)
     assert all(recap.changed.get(name, 0) > 0 for name in PREDICTORS), recap.output[-3000:]
+    # one batch per predictor: never two of them out of rotation at once
+    batches = recap.output.count("PLAY [Restart the changed predictors one at a time")
+    assert batches == len(PREDICTORS), recap.output[-3000:]
     for name, base in PREDICTORS.items():
         assert big_batch_status(base) == 413, f"{name} did not restart with max_rows=5000"
 
