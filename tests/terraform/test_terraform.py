@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ GCP_INVENTORY = ROOT / "inventories" / "gcp" / "gcp.yml"
 GCP_GROUP_VARS = ROOT / "inventories" / "gcp" / "group_vars"
 PLAYBOOKS = ROOT / "playbooks"
 ROLES = ROOT / "collections" / "ansible_collections" / "mlops" / "stack" / "roles"
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 
 ROLE_GROUPS = {"mlflow", "predictors", "monitoring", "gateway"}
 # Which playbook converges which group (DESIGN.md, data flow).
@@ -120,24 +122,36 @@ def inventory_groups() -> dict[str, str]:
     return groups
 
 
-def playbook_targets() -> dict[str, set[str]]:
-    """Playbook file name -> the group names its plays target (`hosts:`)."""
+def playbook_targets(tmp_path: Path) -> dict[str, set[str]]:
+    """Playbook file name -> the groups its plays reach, as ansible-playbook --list-hosts
+    resolves them on an inventory with one host per role group: imported plays and
+    templated patterns included. A pattern that matches no group fails."""
+    inventory = tmp_path / "groups.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {"all": {"children": {g: {"hosts": {f"{g}--host": {}}} for g in ROLE_GROUPS}}}
+        )
+    )
+    env = dict(os.environ, ANSIBLE_HOME=str(tmp_path / "ansible"), ANSIBLE_NOCOLOR="1")
     targets: dict[str, set[str]] = {}
     for path in sorted(PLAYBOOKS.glob("*.yml")):
-        plays = yaml.safe_load(path.read_text()) or []
-        names: set[str] = set()
-        for play in plays if isinstance(plays, list) else []:
-            hosts = play.get("hosts") if isinstance(play, dict) else None
-            # a templated pattern cannot be read statically: it is skipped whole
-            if hosts is None or "{{" in str(hosts):
-                continue
-            patterns = hosts if isinstance(hosts, list) else re.split(r"[:,]", str(hosts))
-            for pattern in patterns:
-                # "mlflow[0]" targets the first host of group mlflow
-                pattern = re.sub(r"\[[^\]]*\]$", "", str(pattern).strip().lstrip("&!"))
-                if pattern and "{{" not in pattern:
-                    names.add(pattern)
-        targets[path.name] = names
+        proc = subprocess.run(
+            [ANSIBLE_PLAYBOOK, "--list-hosts", "-i", str(inventory), str(path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        unmatched = re.findall(
+            r"Could not match supplied host pattern, ignoring: (\S+)", proc.stderr
+        )
+        assert not unmatched, f"playbooks/{path.name} targets unknown groups: {unmatched}"
+        hosts = re.findall(r"^ {6}(\S+)$", proc.stdout, re.M)
+        targets[path.name] = {
+            h.removesuffix("--host") for h in hosts if h.endswith("--host") or h == "localhost"
+        }
     return targets
 
 
@@ -235,8 +249,8 @@ def test_inventory_filters_on_the_stack_label() -> None:
         assert body["labels"]["stack"] == "${var.name_prefix}"
 
 
-def test_playbooks_target_the_role_groups() -> None:
-    targets = playbook_targets()
+def test_playbooks_target_the_role_groups(tmp_path: Path) -> None:
+    targets = playbook_targets(tmp_path)
     groups = set(inventory_groups())
     for playbook, group in PLAYBOOK_GROUP.items():
         if playbook in targets:
