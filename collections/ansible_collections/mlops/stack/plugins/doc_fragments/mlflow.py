@@ -11,8 +11,6 @@ options:
   tracking_uri:
     description:
       - URI of the MLflow tracking server (and Model Registry), for example V(http://127.0.0.1:5000).
-      - An HTTP(S) server must answer C(GET <tracking_uri>/health) within O(request_timeout)
-        seconds, otherwise the module fails with a message naming the URI.
       - If not set, the E(MLFLOW_TRACKING_URI) environment variable of the target is used.
     type: str
     required: true
@@ -29,14 +27,33 @@ options:
   request_timeout:
     description:
       - Seconds to wait for each HTTP request to MLflow.
-      - MLflow's own retries are limited to one, so an unreachable server fails in seconds
-        rather than after minutes of back-off.
     type: int
     default: 10
+"""
+
+    # The modules that train and read models through the mlops_model package
+    MLOPS_MODEL = r"""
+options: {}
 requirements:
   - mlflow >= 3.0 (mlflow-skinny is enough)
   - scikit-learn
   - skops
   - mlops-model (the C(model/) package of this repository) in the Python interpreter that runs
     the module
+notes:
+  - An HTTP(S) tracking server must answer C(GET <tracking_uri>/health) within O(request_timeout)
+    seconds, otherwise the module fails with a message naming the URI.
+  - MLflow's own retries are limited to one, so an unreachable server fails in seconds rather
+    than after minutes of back-off.
+"""
+
+    # The modules that talk to MLflow's REST API with Ansible's own HTTP client
+    REST = r"""
+options: {}
+requirements:
+  - An MLflow tracking server; nothing but Python's standard library on the target (the module
+    does not import C(mlflow)).
+notes:
+  - Each request goes to the server once (no retries) and fails after O(request_timeout) seconds; an
+    HTTP error fails the module with a message naming the URL, the status and MLflow's own message.
 """

@@ -13,7 +13,8 @@ from __future__ import annotations
 import traceback
 from typing import Any, NoReturn
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.mlops.stack.plugins.module_utils.mlflow_connection import request_timeout
 
 # What the modules use from here; the mlops_model names are re-exported.
 __all__ = [
@@ -25,7 +26,6 @@ __all__ = [
     "check_requirements",
     "connection_kwargs",
     "fail_from_error",
-    "mlflow_argument_spec",
     "mlops_ensure",
     "validate_alias",
     "validate_min_accuracy",
@@ -60,20 +60,6 @@ except ImportError:
 HAS_MLOPS_LIBS = not _IMPORT_ERRORS
 
 
-def mlflow_argument_spec() -> dict[str, dict[str, Any]]:
-    """Connection options every MLflow module accepts (doc fragment mlops.stack.mlflow)."""
-    return dict(
-        tracking_uri=dict(
-            type="str", required=True, fallback=(env_fallback, ["MLFLOW_TRACKING_URI"])
-        ),
-        tracking_username=dict(type="str", fallback=(env_fallback, ["MLFLOW_TRACKING_USERNAME"])),
-        tracking_password=dict(
-            type="str", no_log=True, fallback=(env_fallback, ["MLFLOW_TRACKING_PASSWORD"])
-        ),
-        request_timeout=dict(type="int", default=10),
-    )
-
-
 def check_requirements(module: AnsibleModule) -> None:
     """fail_json with missing_required_lib for the first library that did not import."""
     if _IMPORT_ERRORS:
@@ -90,12 +76,10 @@ def check_requirements(module: AnsibleModule) -> None:
 def connection_kwargs(module: AnsibleModule) -> dict[str, Any]:
     """Keyword arguments of the mlops_model entry points taken from the shared options."""
     params = module.params
-    if params["request_timeout"] < 1:
-        module.fail_json(msg="request_timeout must be >= 1, got %d" % params["request_timeout"])
     return dict(
         username=params["tracking_username"],
         password=params["tracking_password"],
-        request_timeout=params["request_timeout"],
+        request_timeout=request_timeout(module),
     )
 
 

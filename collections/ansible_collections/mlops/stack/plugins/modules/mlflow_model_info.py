@@ -17,6 +17,7 @@ author:
   - mlops-stack developers (@mlops-stack)
 extends_documentation_fragment:
   - mlops.stack.mlflow
+  - mlops.stack.mlflow.mlops_model
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -140,6 +141,8 @@ from ansible_collections.mlops.stack.plugins.module_utils.mlflow_common import (
     check_requirements,
     connection_kwargs,
     fail_from_error,
+)
+from ansible_collections.mlops.stack.plugins.module_utils.mlflow_connection import (
     mlflow_argument_spec,
 )
 from ansible_collections.mlops.stack.plugins.module_utils import mlflow_common

@@ -1,18 +1,23 @@
-"""Fixtures for the module tests: a real MLflow server and a way to run modules like Ansible does.
+"""Fixtures for the module tests: real MLflow servers and a way to run modules like Ansible does.
 
 The modules are run with the ``ansible`` ad-hoc command (JSON stdout callback) against
 localhost, with the project venv's Python as ``ansible_python_interpreter``; MLflow is
-a real ``mlflow server`` started by the project's ``tests/conftest.py``.
+a real ``mlflow server`` started by the project's ``tests/conftest.py``, once plain and
+once with its basic-auth app.
 """
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,6 +53,148 @@ def mlflow_url(tmp_path_factory):
     server.stop()
 
 
+class AuthServer:
+    """A real ``mlflow server --app-name basic-auth`` and its REST API, to check on the modules."""
+
+    admin = "admin"
+    admin_password = "admin-password-0123"  # pragma: allowlist secret
+
+    def __init__(self, root: Path) -> None:
+        config = root / "basic_auth.ini"
+        config.write_text(
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+            f"admin_username = {self.admin}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # one worker, which forgets a changed account at once: the cache only saves
+            # the scrypt hash of each repeated login
+            "auth_cache_ttl_seconds = 600\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        env.update(
+            MLFLOW_AUTH_CONFIG_PATH=str(config),
+            MLFLOW_AUTH_ADMIN_PASSWORD=self.admin_password,
+            MLFLOW_FLASK_SERVER_SECRET_KEY="unit-test-key",  # pragma: allowlist secret
+        )
+        self.server = _project.MlflowServer(root, extra_args=("--app-name", "basic-auth"), env=env)
+        self.url = self.server.url
+
+    def connection(self, **overrides: str) -> dict[str, str]:
+        """Module connection options as the admin."""
+        options = {
+            "tracking_uri": self.url,
+            "tracking_username": self.admin,
+            "tracking_password": self.admin_password,
+        }
+        options.update(overrides)
+        return options
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        login: tuple[str, str] | None = None,
+        **query: str,
+    ) -> tuple[int, dict]:
+        """(status, JSON answer) of a request, as the admin unless ``login`` says otherwise."""
+        user, password = login or (self.admin, self.admin_password)
+        url = f"{self.url}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Authorization": "Basic "
+                + base64.b64encode(f"{user}:{password}".encode()).decode(),
+                "Content-Type": "application/json",
+            },
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            try:
+                return error.code, json.loads(raw)
+            except ValueError:
+                return error.code, {"text": raw.decode(errors="replace")}
+
+    def logs_in(self, user: str, password: str) -> bool:
+        status = self.call(
+            "GET", "/api/2.0/mlflow/users/get", login=(user, password), username=user
+        )[0]
+        assert status in (200, 401), status
+        return status == 200
+
+    def user(self, name: str) -> dict | None:
+        status, answer = self.call("GET", "/api/2.0/mlflow/users/get", username=name)
+        assert status in (200, 404), answer
+        return answer["user"] if status == 200 else None
+
+    def create_user(self, name: str, password: str, admin: bool = False) -> None:
+        body = {"username": name, "password": password}
+        status, answer = self.call("POST", "/api/2.0/mlflow/users/create", body)
+        assert status == 200, answer
+        if admin:
+            status, answer = self.call(
+                "PATCH", "/api/2.0/mlflow/users/update-admin", {"username": name, "is_admin": True}
+            )
+            assert status == 200, answer
+
+    def grants(self, user: str) -> dict[tuple[str, str], str]:
+        """The account's own grants: {(resource_type, resource_pattern): permission}."""
+        status, answer = self.call("GET", "/api/3.0/mlflow/users/permissions/list", username=user)
+        assert status == 200, answer
+        return {
+            (row["resource_type"], row["resource_pattern"]): row["permission"]
+            for row in answer["permissions"]
+            if row["role_name"].startswith("__user_")
+        }
+
+    def experiment_id(self, name: str) -> str | None:
+        status, answer = self.call(
+            "GET", "/api/2.0/mlflow/experiments/get-by-name", experiment_name=name
+        )
+        assert status in (200, 404), answer
+        return answer["experiment"]["experiment_id"] if status == 200 else None
+
+    def model_exists(self, name: str) -> bool:
+        status, answer = self.call("GET", "/api/2.0/mlflow/registered-models/get", name=name)
+        assert status in (200, 404), answer
+        return status == 200
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth(tmp_path_factory):
+    """A real MLflow server with basic auth (admin/admin-password-0123), shared by the session:
+    tests use names of their own (``unique_name``) and never change the admin."""
+    if _project is None:
+        pytest.skip(f"needs the project's real-MLflow fixture {PROJECT_CONFTEST}")
+    server = AuthServer(tmp_path_factory.mktemp("mlflow-auth"))
+    server.server.start()
+    yield server
+    server.server.stop()
+
+
+@pytest.fixture(scope="module")
+def own_mlflow_auth(tmp_path_factory):
+    """A basic-auth MLflow server for one test module alone, which may change its admin."""
+    if _project is None:
+        pytest.skip(f"needs the project's real-MLflow fixture {PROJECT_CONFTEST}")
+    server = AuthServer(tmp_path_factory.mktemp("mlflow-auth-own"))
+    server.server.start()
+    yield server
+    server.server.stop()
+
+
+@pytest.fixture
+def unique_name(request):
+    """An account, experiment or model name no other test uses."""
+    return "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name)[:50]
+
+
 @pytest.fixture
 def model_name(request):
     """A registered-model name no other test uses."""
@@ -81,6 +228,7 @@ def ansible_env(tmp_path_factory):
 class ModuleRunner:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
+        self.output = ""  # stdout and stderr of the last run
 
     def __call__(self, module: str, args: dict, *flags: str, python: str = sys.executable) -> dict:
         """Run ``module`` on localhost and return its task result."""
@@ -102,8 +250,11 @@ class ModuleRunner:
         done = subprocess.run(
             command, env=self.env, capture_output=True, text=True, timeout=300, check=False
         )
+        self.output = done.stdout + done.stderr
+        # with -v..., verbose lines come before the callback's JSON document
+        start = done.stdout.find("{") if done.stdout.startswith("{") else done.stdout.find("\n{\n")
         try:
-            report = json.loads(done.stdout)
+            report = json.loads(done.stdout[max(start, 0) :])
             return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
         except (ValueError, KeyError, IndexError):
             raise AssertionError(
@@ -115,6 +266,36 @@ class ModuleRunner:
 @pytest.fixture(scope="session")
 def run_module(ansible_env):
     return ModuleRunner(ansible_env)
+
+
+class PlaybookRunner:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.output = ""  # stdout and stderr of the last run
+
+    def __call__(self, playbook: Path, *flags: str) -> dict:
+        """Run ``playbook`` (its plays on localhost) and return the JSON callback's report."""
+        done = subprocess.run(
+            [str(ANSIBLE.with_name("ansible-playbook")), "-i", "localhost,", str(playbook), *flags],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        self.output = done.stdout + done.stderr
+        try:
+            return json.loads(done.stdout)
+        except ValueError:
+            raise AssertionError(
+                f"ansible-playbook gave no JSON report (rc {done.returncode})\n"
+                f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+            ) from None
+
+
+@pytest.fixture(scope="session")
+def run_playbook(ansible_env):
+    return PlaybookRunner(ansible_env)
 
 
 @pytest.fixture(scope="session")
