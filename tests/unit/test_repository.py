@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTION = ROOT / "collections/ansible_collections/mlops/stack"
@@ -102,3 +103,24 @@ def test_collection_passes_ansible_test_sanity():
         [str(ROOT / "scripts/sanity.sh")], cwd=ROOT, capture_output=True, text=True, timeout=1200
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+
+
+def collections_used_by_the_collection() -> set[str]:
+    """namespace.name of every module (FQCN task key) the shipped roles call."""
+    used: set[str] = set()
+    fqcn = re.compile(r"^\s*-?\s*([a-z_]+\.[a-z_]+)\.[a-z_]+:\s*$", re.M)
+    for path in COLLECTION.rglob("*.yml"):
+        parts = path.relative_to(COLLECTION).parts
+        if parts[0] not in {"roles", "plugins"} or "molecule" in parts:
+            continue
+        used |= set(fqcn.findall(path.read_text()))
+    return used - {"ansible.builtin", "mlops.stack"}
+
+
+def test_galaxy_depends_on_exactly_the_collections_the_roles_use():
+    galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
+    declared = set(galaxy.get("dependencies") or {})
+    used = collections_used_by_the_collection()
+    assert used, "no FQCN found: is the pattern still right?"
+    assert declared == used, f"galaxy.yml declares {sorted(declared)}, the roles use {sorted(used)}"
+    assert (COLLECTION / galaxy["readme"]).is_file(), f"galaxy.yml names {galaxy['readme']}"
