@@ -226,3 +226,43 @@ def set_alias(
         "metrics": info.metrics,
         "check_mode": check_mode,
     }
+
+
+def remove_alias(
+    tracking_uri: str,
+    model_name: str,
+    alias: str,
+    version: str | None = None,
+    *,
+    check_mode: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+    request_timeout: int = DEFAULT_REQUEST_TIMEOUT,
+) -> dict[str, Any]:
+    """Ensure ``alias`` is gone, idempotently; with ``version``, only if it points there.
+
+    A model that is not registered holds no alias: nothing changes.
+    """
+    validate_model_name(model_name)
+    checked = validate_alias(alias)
+    if checked is None:
+        raise InvalidParameter("alias", "alias must not be empty")
+    only = validate_version(version) if version is not None else None
+    with (
+        contextlib.redirect_stdout(sys.stderr),
+        Registry(
+            tracking_uri, username=username, password=password, request_timeout=request_timeout
+        ) as registry,
+    ):
+        before = registry.alias_version(model_name, checked)
+        changed = before is not None and (only is None or before == only)
+        if changed and not check_mode:
+            registry.delete_alias(model_name, checked)
+    return {
+        "changed": changed,
+        "model_name": model_name,
+        "alias": checked,
+        "alias_before": before,
+        "alias_after": None if changed else before,
+        "check_mode": check_mode,
+    }

@@ -381,6 +381,15 @@ class Registry:
             self.client.get_model_version(name, str(version))  # clear error if it does not exist
             self.client.set_registered_model_alias(name, checked, str(version))
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` of ``name`` (which must hold it)."""
+        validate_model_name(name)
+        checked = validate_alias(alias)
+        if checked is None:
+            raise InvalidParameter("alias", "alias must not be empty")
+        with self._errors(f"deleting alias {alias!r} of {name!r}"):
+            self.client.delete_registered_model_alias(name, checked)
+
     def _experiment_id(self, experiment_name: str) -> str:
         with self._errors(f"creating experiment {experiment_name!r}"):
             experiment = self.client.get_experiment_by_name(experiment_name)

@@ -30,6 +30,7 @@ __all__ = [
     "validate_alias",
     "validate_min_accuracy",
     "validate_model_name",
+    "validate_version",
 ]
 
 # (import name, distribution name for missing_required_lib, import traceback)
@@ -50,12 +51,18 @@ try:
     from mlops_model import ensure as mlops_ensure
     from mlops_model.errors import InvalidParameter, MlopsModelError, RegistryUnavailable
     from mlops_model.train import TrainParams
-    from mlops_model.validation import validate_alias, validate_min_accuracy, validate_model_name
+    from mlops_model.validation import (
+        validate_alias,
+        validate_min_accuracy,
+        validate_model_name,
+        validate_version,
+    )
 except ImportError:
     _IMPORT_ERRORS.append(("mlops_model", "mlops-model", traceback.format_exc()))
     mlops_ensure = None
     InvalidParameter = MlopsModelError = RegistryUnavailable = None
-    validate_alias = validate_min_accuracy = validate_model_name = TrainParams = None
+    validate_alias = validate_min_accuracy = validate_model_name = validate_version = None
+    TrainParams = None
 
 HAS_MLOPS_LIBS = not _IMPORT_ERRORS
 
