@@ -96,6 +96,8 @@ def ansible_env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "ANSIBLE_CONFIG": str(cfg),
         "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+        # the roles' templates use the collection's filters (mlops.stack.node_address ...)
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         "ANSIBLE_NOCOLOR": "1",
