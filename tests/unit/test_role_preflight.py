@@ -23,7 +23,7 @@ GROUPS = ("mlflow", "predictors", "monitoring", "gateway")
 
 # role, the wrong combination, the preflight task that must refuse it
 CASES: list[tuple[str, dict[str, Any], str]] = [
-    ("mlflow_server", {"mlflow_server_admin_password": "short"},
+    ("mlflow_server", {"mlflow_server_admin_password": "short"},  # pragma: allowlist secret
      "Check the configured MLflow passwords"),
     ("mlflow_server", {"mlflow_server_metrics_port": 5000},
      "Refuse a metrics listener on the server's own port"),
