@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlops_model.errors import InvalidParameter
@@ -23,6 +23,20 @@ from mlops_model.validation import (
     validate_model_name,
     validate_version,
 )
+
+
+@contextlib.contextmanager
+def _registry(
+    tracking_uri: str, username: str | None, password: str | None, request_timeout: int
+) -> Iterator[Registry]:
+    """The registry client, with MLflow's prints (run URLs) sent to stderr: stdout is the result."""
+    with (
+        contextlib.redirect_stdout(sys.stderr),
+        Registry(
+            tracking_uri, username=username, password=password, request_timeout=request_timeout
+        ) as registry,
+    ):
+        yield registry
 
 
 def params_from_mapping(values: Mapping[str, Any]) -> TrainParams:
@@ -73,12 +87,7 @@ def ensure_model(
     fp = fingerprint(params)
     experiment = experiment_name or model_name
 
-    with (
-        contextlib.redirect_stdout(sys.stderr),  # MLflow prints run URLs to stdout
-        Registry(
-            tracking_uri, username=username, password=password, request_timeout=request_timeout
-        ) as registry,
-    ):
+    with _registry(tracking_uri, username, password, request_timeout) as registry:
         existing = registry.find_version(model_name, fp)
         alias_before = registry.alias_version(model_name, alias) if alias else None
 
@@ -165,12 +174,7 @@ def model_info(
 ) -> dict[str, Any]:
     """Read-only: versions and aliases of a registered model (``exists: false`` if unknown)."""
     validate_model_name(model_name)
-    with (
-        contextlib.redirect_stdout(sys.stderr),
-        Registry(
-            tracking_uri, username=username, password=password, request_timeout=request_timeout
-        ) as registry,
-    ):
+    with _registry(tracking_uri, username, password, request_timeout) as registry:
         return registry.describe(model_name)
 
 
@@ -195,12 +199,7 @@ def set_alias(
     if checked is None:
         raise InvalidParameter("alias", "alias must not be empty")
     version = validate_version(version)
-    with (
-        contextlib.redirect_stdout(sys.stderr),
-        Registry(
-            tracking_uri, username=username, password=password, request_timeout=request_timeout
-        ) as registry,
-    ):
+    with _registry(tracking_uri, username, password, request_timeout) as registry:
         info = registry.version_info(model_name, version)
         if info is None:
             raise InvalidParameter("version", f"{model_name!r} has no version {version}")
@@ -248,12 +247,7 @@ def remove_alias(
     if checked is None:
         raise InvalidParameter("alias", "alias must not be empty")
     only = validate_version(version) if version is not None else None
-    with (
-        contextlib.redirect_stdout(sys.stderr),
-        Registry(
-            tracking_uri, username=username, password=password, request_timeout=request_timeout
-        ) as registry,
-    ):
+    with _registry(tracking_uri, username, password, request_timeout) as registry:
         before = registry.alias_version(model_name, checked)
         changed = before is not None and (only is None or before == only)
         if changed and not check_mode:
