@@ -256,8 +256,17 @@ def test_fallback_serves_identical_predictions_and_shows_why(
     assert {v for _, v in metric(plain, "predictor_backend_fallbacks_total")} == {0.0}
 
 
-def test_fast_path_answers_exactly_like_flask(make_app: Any, serving_models: Any) -> None:
-    """POST /predict is answered before Flask when all is well; byte for byte like Flask."""
+def test_fast_path_answers_exactly_like_flask(
+    make_app: Any, serving_models: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /predict is answered before Flask when all is well; byte for byte like Flask.
+
+    The front layer (``app.wsgi_app``) hands what it does not answer to the Flask WSGI
+    app in its ``flask_app`` attribute; a spy there records what reached Flask. A
+    request the fast path answered never reaches it. With the fast path off every
+    request reaches Flask and the answers stay byte for byte the same: only that
+    record tells the two apart.
+    """
     from werkzeug.test import Client
 
     app = make_app(
@@ -270,22 +279,35 @@ def test_fast_path_answers_exactly_like_flask(make_app: Any, serving_models: Any
     )
     set_alias(serving_models.url, serving_models.name, serving_models.strong)
     assert get_service(app).start(wait=60)
+    front_layer = app.wsgi_app
+    flask_wsgi = front_layer.flask_app  # type: ignore[attr-defined]
+    reached_flask: list[str] = []
+
+    def spy(environ: dict[str, Any], start_response: Any) -> Any:
+        reached_flask.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
+        return flask_wsgi(environ, start_response)
+
+    monkeypatch.setattr(front_layer, "flask_app", spy)
     front = app.test_client()
-    flask_only = Client(app.wsgi_app.flask_app)  # type: ignore[attr-defined]
+    flask_only = Client(flask_wsgi)  # Flask alone, without the front layer
     rows = parity_rows()[:40].tolist()
-    bodies = [
-        {"instances": rows},
-        {"instances": [dict(zip(FEATURE_NAMES, r, strict=True)) for r in rows[:3]]},
-        dict(zip(FEATURE_NAMES, rows[0], strict=True)),
-        {"instances": [[1, 2, 3]]},  # a client error: Flask answers both
+    bodies = [  # (payload, answered by the fast path)
+        ({"instances": rows}, True),
+        ({"instances": [dict(zip(FEATURE_NAMES, r, strict=True)) for r in rows[:3]]}, True),
+        (dict(zip(FEATURE_NAMES, rows[0], strict=True)), True),
+        ({"instances": [[1, 2, 3]]}, False),  # a client error: Flask answers both
     ]
-    for payload in bodies:
+    for i, (payload, fast) in enumerate(bodies):
         data = json.dumps(payload)
+        reached_flask.clear()
         a = front.post("/predict", data=data, content_type="application/json")
+        who = "the fast path" if fast else "Flask"
+        assert reached_flask == ([] if fast else ["POST /predict"]), f"body {i}: not {who}"
         b = flask_only.post("/predict", data=data, content_type="application/json")
         assert (a.status_code, a.get_data()) == (b.status_code, b.get_data())
         for header in ("Content-Type", "Content-Length", "X-Model-Version"):
             assert a.headers.get(header) == b.headers.get(header)
+        assert a.status_code == (200 if fast else 400)
     requests = metric(front, "predictor_requests_total")
     assert {(lab["status"], v) for lab, v in requests if lab["endpoint"] == "/predict"} == {
         ("200", 3.0),
