@@ -10,8 +10,9 @@ import time
 
 import pytest
 
+from tests.support.lab_http import IRIS_ROWS, get_json, post_json, prom_query, wait_until
+
 from .conftest import ROOT, Stack, podman_exec
-from .helpers import IRIS_ROWS, get_json, post_json, prom_query, wait_until
 
 pytestmark = pytest.mark.nodes
 

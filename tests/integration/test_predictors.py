@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.lab_http import IRIS_ROWS, MLFLOW, get_json, post_json
+
 from .conftest import Stack
-from .helpers import IRIS_ROWS, MLFLOW, get_json, post_json
 
 pytestmark = pytest.mark.nodes
 

@@ -7,8 +7,9 @@ import urllib.request
 
 import pytest
 
+from tests.support.lab_http import MLFLOW, get_json, mlflow_auth
+
 from .conftest import Stack, ansible_playbook, podman_exec
-from .helpers import MLFLOW, get_json, mlflow_auth
 
 pytestmark = pytest.mark.nodes
 

@@ -1,4 +1,5 @@
-"""Small HTTP helpers for the end-to-end tests (loopback only)."""
+"""HTTP helpers for the end-to-end tests against the lab stack (loopback only):
+MLflow accounts, JSON requests, Prometheus queries, polling."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,9 @@ def prom_query(expr: str) -> list[dict[str, Any]]:
     return body["data"]["result"]
 
 
-def wait_until(predicate, timeout: float, interval: float = 2.0, what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, interval: float = 2.0, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
