@@ -11,20 +11,36 @@ champion="$(curl -fsS -u "$reader" "http://127.0.0.1:5000/api/2.0/mlflow/registe
   | json_field '"version " + d["model_version"]["version"]')" || champion="not found"
 prediction="$(curl -fsS -X POST http://127.0.0.1:8080/predict -H 'Content-Type: application/json' \
   -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}')" || prediction="no answer"
-# Predictors in rotation, as the gateway's own metrics say (once Prometheus scraped them).
-rotation="$(curl -fsS http://127.0.0.1:9090/api/v1/query \
-  --data-urlencode 'query=haproxy_backend_active_servers{job="gateway",proxy="predictors"}' \
-  | json_field 'str(int(float(d["data"]["result"][0]["value"][1]))) + " predictors in rotation"')" \
-  || rotation="rotation not scraped yet"
+# Predictors in rotation, as the gateway's own metrics say, and the scrape
+# targets, both as Prometheus sees them. Right after a converge its last scrape
+# may predate the health checks that put the predictors in rotation: wait (up
+# to 40 s) until every predictor is in and every target up, then say what is.
+read_rotation() {
+  curl -fsS http://127.0.0.1:9090/api/v1/query \
+    --data-urlencode 'query=haproxy_backend_active_servers{job="gateway",proxy="predictors"}' \
+    | json_field 'int(float(d["data"]["result"][0]["value"][1]))'
+}
+read_targets() {
+  curl -fsS http://127.0.0.1:9090/api/v1/targets \
+    | json_field 'str(sum(t["health"] == "up" for t in d["data"]["activeTargets"])) + "/"
+                  + str(len(d["data"]["activeTargets"]))'
+}
+predictors="$(cd "$ROOT"; ansible-inventory --graph predictors 2>/dev/null | grep -c -- '|--')" || predictors=0
+for _ in $(seq 20); do
+  in_rotation="$(read_rotation)" || in_rotation=""
+  up="$(read_targets)" || up=""
+  [[ "$in_rotation" == "$predictors" && -n "$up" && "${up%/*}" == "${up#*/}" ]] && break
+  sleep 2
+done
+rotation="${in_rotation:+$in_rotation of $predictors predictors in rotation}"
+rotation="${rotation:-rotation not scraped yet}"
 if [[ "$prediction" == "no answer" ]]; then
   gateway="NOT ANSWERING"
 else
   gateway="$rotation"
 fi
-targets="$(curl -fsS http://127.0.0.1:9090/api/v1/targets \
-  | json_field 'str(sum(t["health"] == "up" for t in d["data"]["activeTargets"])) + "/"
-                + str(len(d["data"]["activeTargets"])) + " targets up"')" \
-  || targets="not answering"
+targets="${up:+$up targets up}"
+targets="${targets:-not answering}"
 if curl -fsS http://127.0.0.1:3000/api/health >/dev/null 2>&1; then
   grafana="http://127.0.0.1:3000 (admin password in credentials/grafana_admin_password)"
 else
