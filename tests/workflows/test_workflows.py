@@ -178,7 +178,7 @@ def pytest_runs(workflow: dict[str, Any]) -> list[tuple[list[str], str]]:
         if not words or words[0] != "pytest":
             continue
         marker = words[words.index("-m") + 1] if "-m" in words else ""
-        options_with_value = {"-m", "-k", "-p", "-c", "--junitxml"}
+        options_with_value = {"-m", "-k", "-p", "-c", "-n", "--dist", "--junitxml"}
         paths = [
             w
             for i, w in enumerate(words[1:], 1)
