@@ -10,22 +10,37 @@ Everything runs on 127.0.0.1 and every process it starts is stopped again:
 1. a real ``mlflow server`` (SQLite registry, proxied artifacts, job execution off);
 2. the Iris forest (100 trees) trained and registered through
    ``mlops_model.ensure.ensure_model``, alias ``champion``;
-3. one server at a time, each with two workers, driven by ``wrk`` (8 connections,
+3. one server at a time, each with the same workers, driven by ``wrk`` (8 connections,
    2 threads, POST bodies from a Lua script) after a warm-up, with single-row
    requests and 1,000-row requests:
 
    * ``ours``: the predictor exactly as the ``predictor`` role runs it (its
      ``gunicorn`` command line and environment, rendered from the role's files);
-   * ``mlflow``: ``mlflow models serve -m models:/iris@champion --env-manager local -w 2``
+   * ``mlflow``: ``mlflow models serve -m models:/iris@champion --env-manager local -w N``
      (uvicorn), same registered version, ``{"dataframe_split": ...}`` bodies;
    * ``hello``: ``bench/hello_app.py``, a Flask app that reads the body and answers a
      constant, under the predictor's own gunicorn settings: the ceiling.
 
+Every server gets the same number of workers: ``PREDICTOR_WORKERS`` of the role
+(2), changed for all three by ``--set PREDICTOR_WORKERS=N`` (``mlflow models serve
+--workers N``); the table header says how many, and a server found with another
+number of worker processes fails.
+
+A run is only measured when every answer was right. A target FAILs, and the script
+prints why, computes no ratio from it and exits 1, when wrk reports any non-2xx
+answer or socket error (connect, read, write, timeout), or no request at all, in
+the warm-up or the measured run; when a sampled answer is wrong: before each run,
+``--samples`` times during it and ``--samples`` times after it, the same body is
+sent through urllib and checked (status 200, JSON, one prediction per row, each
+the registered model's own label; the hello-world its constant); when its worker
+count is not the one asked for; or when it does not start or dies.
+
 It prints requests/s, rows/s, p50, p99 and peak RSS per worker (``VmHWM`` of each
-worker process) for each, the ratios ours/mlflow and ours/hello, PASS/FAIL against
-the targets (informational), and writes all of it as JSON. It installs nothing:
-``wrk`` must be on the PATH (``apt-get install wrk``). Exit status 0 unless
-something crashed.
+worker process) for each, the ratios ours/mlflow and ours/hello, whether each
+performance target is met (informational: a missed target does not change the exit
+status), and writes all of it as JSON. It installs nothing: ``wrk`` must be on the
+PATH (``apt-get install wrk``). Exit status: 0 when every target ran clean, 1 when
+one FAILed (or something crashed), 2 for a usage error or a missing wrk.
 """
 
 from __future__ import annotations
@@ -39,19 +54,30 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run as ``python bench/serve_bench.py`` only bench/ is on sys.path: the repository
+# root makes the test suite's own helpers (tests/support) importable, so the
+# benchmark starts MLflow exactly as the tests do rather than keeping a copy.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.hello_app import ANSWER as HELLO_ANSWER  # noqa: E402 - needs ROOT on sys.path
+from tests.support.mlflow_server import MlflowServer  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 ROLE = ROOT / "collections/ansible_collections/mlops/stack/roles/predictor"
 BIN = Path(sys.executable).parent  # the venv this script runs in: gunicorn, mlflow
@@ -59,8 +85,12 @@ MODEL_NAME = "iris"
 ALIAS = "champion"
 BATCH_ROWS = 1000
 SEED = 20240601
+TARGET_NAMES = ("ours", "mlflow", "hello")
+# Two classes whose probabilities differ by less than this tie: float32 (ONNX) and
+# float64 (scikit-learn) may break the tie either way, and both labels are right.
+TIE = 1e-6
 
-# (name, description, compare, threshold): compare(ratio) is the PASS condition
+# (name, description, compare, threshold): compare(ratio) is the condition to meet
 TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("single_rps_vs_mlflow", "single-row requests/s, ours / mlflow", ">=", 40.0),
     ("single_rps_vs_hello", "single-row requests/s, ours / hello-world", ">=", 0.85),
@@ -70,13 +100,15 @@ TARGETS: tuple[tuple[str, str, str, float], ...] = (
 )
 
 
+class RunFailed(Exception):
+    """Something a target did that makes its numbers meaningless: it FAILs."""
+
+
+class WrongAnswer(RunFailed):
+    """An answer that is not the right one for its request."""
+
+
 # ------------------------------------------------------------------ processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Service:
@@ -107,6 +139,15 @@ class Service:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    @contextlib.contextmanager
+    def stopped_on_error(self) -> Iterator[None]:
+        """Stop the service when its start fails: the caller gets no service to stop."""
+        try:
+            yield
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
@@ -194,10 +235,16 @@ def gunicorn_workers(master: int) -> list[int]:
 
 
 def uvicorn_workers(top: int) -> list[int]:
-    """``mlflow models serve`` -> ``uvicorn --workers N`` -> N spawned worker processes."""
+    """``mlflow models serve`` -> ``uvicorn --workers N`` -> N spawned worker processes.
+
+    With ``--workers 1`` uvicorn spawns none and serves in its own process.
+    """
     for pid in [top, *descendants(top)]:
         line = cmdline(pid)
         if "uvicorn" in line and "mlflow.pyfunc.scoring_server" in line:
+            asked = re.search(r"--workers[ =](\d+)", line)
+            if asked is None or int(asked.group(1)) == 1:
+                return [pid]
             return [c for c in children(pid) if "resource_tracker" not in cmdline(c)]
     return []
 
@@ -216,36 +263,6 @@ def venv_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_mlflow_server(workdir: Path) -> tuple[Service, str]:
-    port = free_port()
-    root = workdir / "mlflow"
-    root.mkdir()
-    server = Service(
-        "mlflow-server",
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--serve-artifacts",
-            "--workers",
-            "1",
-        ],
-        # the job workers (huey) are not used here and cost a core
-        venv_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-        workdir,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http("GET", f"{url}/health")[0] == 200, server, 120, "mlflow server")
-    return server, url
-
-
 def train_and_register(url: str) -> dict[str, Any]:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     from mlops_model.ensure import ensure_model
@@ -255,6 +272,26 @@ def train_and_register(url: str) -> dict[str, Any]:
     if result.get("alias_after") is None:
         raise RuntimeError(f"the model did not get the alias: {result.get('reason')}")
     return result
+
+
+def reference_probabilities(
+    url: str, rows: dict[str, list[list[float]]]
+) -> dict[str, list[list[float]]]:
+    """The registered version's own probabilities (scikit-learn, float64): right answers."""
+    import mlflow
+    import mlflow.sklearn
+    import pandas as pd
+    from mlops_model.schema import FEATURE_NAMES
+
+    mlflow.set_tracking_uri(url)
+    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@{ALIAS}")
+    # the class index is the position in CLASS_NAMES: mlflow answers that index
+    if [int(c) for c in model.classes_] != [0, 1, 2]:
+        raise RuntimeError(f"unexpected classes {model.classes_!r}: labels cannot be checked")
+    return {
+        name: model.predict_proba(pd.DataFrame(r, columns=list(FEATURE_NAMES))).tolist()
+        for name, r in rows.items()
+    }
 
 
 def role_deployment(tracking_uri: str, port: int, home: Path) -> tuple[list[str], dict[str, str]]:
@@ -285,8 +322,21 @@ def role_deployment(tracking_uri: str, port: int, home: Path) -> tuple[list[str]
     return argv, environment
 
 
+def worker_count(overrides: dict[str, str]) -> int:
+    """PREDICTOR_WORKERS as ours and the hello-world get it: the role's, or the --set one."""
+    _, environment = role_deployment("http://127.0.0.1:1", 1, ROOT / ".work")
+    raw = overrides.get("PREDICTOR_WORKERS", environment.get("PREDICTOR_WORKERS", ""))
+    try:
+        workers = int(raw)
+    except ValueError:
+        raise ValueError(f"PREDICTOR_WORKERS={raw!r} is not a number of workers") from None
+    if workers < 1:
+        raise ValueError(f"PREDICTOR_WORKERS={raw!r}: at least one worker is needed")
+    return workers
+
+
 def start_ours(
-    tracking_uri: str, workdir: Path, overrides: dict[str, str]
+    tracking_uri: str, workdir: Path, overrides: dict[str, str], workers: int
 ) -> tuple[Service, str, dict[str, Any]]:
     port = free_port()
     home = workdir / "predictor"
@@ -296,20 +346,20 @@ def start_ours(
     environment.update(overrides)
     service = Service("ours", argv, venv_env(**environment), workdir)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http("GET", f"{url}/ready")[0] == 200, service, 180, "the predictor")
-    workers = int(environment.get("PREDICTOR_WORKERS", "2"))
 
     def all_loaded() -> bool:
         status, raw = http("GET", f"{url}/metrics")
         found = re.search(r"^predictor_model_reloads_total (\S+)$", raw.decode(), re.M)
         return status == 200 and found is not None and float(found.group(1)) >= workers
 
-    wait_until(all_loaded, service, 180, "every predictor worker to load the model")
-    info = json.loads(http("GET", f"{url}/model")[1])
+    with service.stopped_on_error():
+        wait_until(lambda: http("GET", f"{url}/ready")[0] == 200, service, 180, "the predictor")
+        wait_until(all_loaded, service, 180, "every predictor worker to load the model")
+        info = json.loads(http("GET", f"{url}/model")[1])
     return service, f"{url}/predict", info
 
 
-def start_mlflow_serve(tracking_uri: str, workdir: Path) -> tuple[Service, str]:
+def start_mlflow_serve(tracking_uri: str, workdir: Path, workers: int) -> tuple[Service, str]:
     port = free_port()
     service = Service(
         "mlflow",
@@ -321,8 +371,8 @@ def start_mlflow_serve(tracking_uri: str, workdir: Path) -> tuple[Service, str]:
             f"models:/{MODEL_NAME}@{ALIAS}",
             "--env-manager",
             "local",
-            "-w",
-            "2",
+            "--workers",
+            str(workers),
             "-h",
             "127.0.0.1",
             "-p",
@@ -332,8 +382,16 @@ def start_mlflow_serve(tracking_uri: str, workdir: Path) -> tuple[Service, str]:
         workdir,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http("GET", f"{url}/ping")[0] == 200, service, 300, "mlflow models serve")
-    wait_until(lambda: len(uvicorn_workers(service.pid)) >= 2, service, 60, "2 uvicorn workers")
+    with service.stopped_on_error():
+        wait_until(
+            lambda: http("GET", f"{url}/ping")[0] == 200, service, 300, "mlflow models serve"
+        )
+        wait_until(
+            lambda: len(uvicorn_workers(service.pid)) >= workers,
+            service,
+            60,
+            f"{workers} uvicorn workers",
+        )
     return service, f"{url}/invocations"
 
 
@@ -355,11 +413,12 @@ def start_hello(workdir: Path, overrides: dict[str, str]) -> tuple[Service, str]
         workdir,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http("GET", f"{url}/ready")[0] == 200, service, 60, "the hello-world")
+    with service.stopped_on_error():
+        wait_until(lambda: http("GET", f"{url}/ready")[0] == 200, service, 60, "the hello-world")
     return service, f"{url}/predict"
 
 
-# ------------------------------------------------------------------ load
+# ------------------------------------------------------------------ answers
 
 
 def request_rows(n: int) -> list[list[float]]:
@@ -379,14 +438,84 @@ def bodies(rows: list[list[float]]) -> dict[str, bytes]:
     return {"ours": ours, "hello": ours, "mlflow": json.dumps(split).encode()}
 
 
-def check_answer(target: str, status: int, raw: bytes, n_rows: int) -> None:
+@dataclass(frozen=True)
+class Expected:
+    """The right answer to one body: for each row, the labels that are right (one, or a tie)."""
+
+    allowed: tuple[frozenset[str], ...]
+
+
+def expected_answers(proba: Sequence[Sequence[float]]) -> Expected:
+    """The right labels of each row, from the reference model's class probabilities."""
+    from mlops_model.schema import CLASS_NAMES
+
+    allowed = []
+    for row in proba:
+        best = max(row)
+        allowed.append(frozenset(CLASS_NAMES[i] for i, p in enumerate(row) if best - p <= TIE))
+    return Expected(tuple(allowed))
+
+
+def _label(target: str, prediction: Any) -> str:
+    """A prediction as a class name: ours answers names, mlflow the forest's class index."""
+    from mlops_model.schema import CLASS_NAMES
+
+    if target == "mlflow":
+        # type() and not isinstance(): JSON true is no class index, though bool is an int
+        if type(prediction) is int and 0 <= prediction < len(CLASS_NAMES):
+            return CLASS_NAMES[prediction]
+    elif isinstance(prediction, str) and prediction in CLASS_NAMES:
+        return prediction
+    raise WrongAnswer(f"{prediction!r} is not a label {target} answers")
+
+
+def check_answer(target: str, status: int, raw: bytes, expected: Expected) -> None:
+    """Raise WrongAnswer unless ``raw`` is the right answer to the body ``expected`` is for."""
     if status != 200:
-        raise RuntimeError(f"{target} answered {status}: {raw[:300]!r}")
+        raise WrongAnswer(f"status {status}: {raw[:200]!r}")
     if target == "hello":
+        # the ceiling does no model work: its answer is its constant, whatever the rows
+        if raw != HELLO_ANSWER:
+            raise WrongAnswer(f"not the hello-world's constant answer: {raw[:200]!r}")
         return
-    predictions = json.loads(raw)["predictions"]
+    try:
+        answer = json.loads(raw)
+    except ValueError as exc:
+        raise WrongAnswer(f"not JSON ({exc}): {raw[:200]!r}") from None
+    predictions = answer.get("predictions") if isinstance(answer, dict) else None
+    if not isinstance(predictions, list):
+        raise WrongAnswer(f"no list of predictions: {raw[:200]!r}")
+    n_rows = len(expected.allowed)
     if len(predictions) != n_rows:
-        raise RuntimeError(f"{target} returned {len(predictions)} predictions for {n_rows} rows")
+        raise WrongAnswer(f"{len(predictions)} predictions for {n_rows} rows")
+    labels = [_label(target, p) for p in predictions]
+    wrong = [i for i, label in enumerate(labels) if label not in expected.allowed[i]]
+    if wrong:
+        first = wrong[0]
+        raise WrongAnswer(
+            f"{len(wrong)} of {n_rows} labels are not the model's: row {first} got "
+            f"{labels[first]!r}, the model says {' or '.join(sorted(expected.allowed[first]))}"
+        )
+
+
+def sample(
+    target: str, url: str, body: bytes, expected: Expected, count: int, pause: float
+) -> list[str]:
+    """Send ``body`` ``count`` times, ``pause`` seconds apart, and check each answer.
+
+    Returns what was wrong with each wrong answer (empty: all were right). wrk counts
+    statuses only; this is what looks inside the answers while wrk drives the server.
+    """
+    problems = []
+    for _ in range(count):
+        time.sleep(pause)
+        try:
+            check_answer(target, *http("POST", url, body), expected)
+        except WrongAnswer as exc:
+            problems.append(str(exc))
+        except (OSError, HTTPException) as exc:
+            problems.append(f"no answer: {exc!r}")
+    return problems
 
 
 def lua_script(path: Path, body_file: Path) -> Path:
@@ -400,17 +529,22 @@ def lua_script(path: Path, body_file: Path) -> Path:
     return path
 
 
+# ------------------------------------------------------------------ load
+
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
 def _ms(text: str) -> float:
     m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
     if not m:
-        raise ValueError(f"unparsable latency {text!r}")
+        raise RunFailed(f"unparsable latency {text!r} in wrk's output")
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def parse_wrk(text: str) -> dict[str, Any]:
+    """The numbers of one ``wrk --latency`` run; RunFailed when its output is not wrk's."""
+
     def grab(pattern: str) -> re.Match[str] | None:
         return re.search(pattern, text, re.M)
 
@@ -419,21 +553,38 @@ def parse_wrk(text: str) -> dict[str, Any]:
     p50 = grab(r"^\s+50%\s+(\S+)")
     p99 = grab(r"^\s+99%\s+(\S+)")
     if not (rps and total and p50 and p99):
-        raise RuntimeError(f"could not parse wrk's output:\n{text}")
-    non2xx = grab(r"Non-2xx or 3xx responses:\s+(\d+)")
-    sock = grab(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+        raise RunFailed(f"could not parse wrk's output:\n{text}")
+    non2xx = grab(r"^\s*Non-2xx or 3xx responses:\s+(\d+)")
+    sock = grab(r"^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+    # wrk prints these lines only when their counts are not zero: anything else
+    # that mentions them means a format this parser does not know
+    for word, found in (("Non-2xx", non2xx), ("Socket errors", sock)):
+        if word in text and found is None:
+            raise RunFailed(f"wrk reported {word} in a form not understood:\n{text}")
+    errors = dict.fromkeys(("connect", "read", "write", "timeout"), 0)
+    if sock:
+        errors = dict(zip(errors, map(int, sock.groups()), strict=True))
     return {
         "requests_per_s": float(rps.group(1)),
         "requests": int(total.group(1)),
         "p50_ms": _ms(p50.group(1)),
         "p99_ms": _ms(p99.group(1)),
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": dict(
-            zip(("connect", "read", "write", "timeout"), map(int, sock.groups()), strict=True)
-        )
-        if sock
-        else {},
+        "socket_errors": errors,
     }
+
+
+def wrk_problems(stats: dict[str, Any]) -> list[str]:
+    """Why a parsed wrk run cannot be measured (empty: it can)."""
+    problems = []
+    if stats["requests"] == 0:
+        problems.append("no request completed")
+    if stats["non_2xx"]:
+        problems.append(f"{stats['non_2xx']} non-2xx answers of {stats['requests']} requests")
+    if any(stats["socket_errors"].values()):
+        counts = ", ".join(f"{k} {v}" for k, v in stats["socket_errors"].items())
+        problems.append(f"socket errors: {counts}")
+    return problems
 
 
 @dataclass
@@ -443,99 +594,188 @@ class LoadSettings:
     connections: int
     threads: int
 
-    def wrk(self, url: str, lua: Path, seconds: float, latency: bool) -> str:
+    def wrk(self, url: str, lua: Path, seconds: float) -> str:
         argv = [
             "wrk",
             f"-t{self.threads}",
             f"-c{self.connections}",
             f"-d{max(1, round(seconds))}s",
             "--timeout", "10s",
+            "--latency",
             "-s", str(lua),
+            url,
         ]  # fmt: skip
-        if latency:
-            argv.append("--latency")
-        argv.append(url)
-        out = subprocess.run(
-            argv, capture_output=True, text=True, check=False, timeout=seconds + 60
-        )
+        try:
+            out = subprocess.run(
+                argv, capture_output=True, text=True, check=False, timeout=seconds + 60
+            )
+        except subprocess.TimeoutExpired:
+            raise RunFailed(f"wrk did not finish within {seconds + 60:.0f} s") from None
         if out.returncode != 0:
-            raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}")
+            raise RunFailed(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}".strip())
         return out.stdout
+
+
+@dataclass
+class Case:
+    """One kind of request: its body (a file, for wrk's Lua script) and its right answer."""
+
+    body_file: Path
+    expected: Expected
+
+    @property
+    def rows(self) -> int:
+        return len(self.expected.allowed)
 
 
 @dataclass
 class Result:
     target: str
+    workers_expected: int
     cases: dict[str, dict[str, Any]] = field(default_factory=dict)
     workers: list[dict[str, int]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
     @property
     def peak_rss_mib(self) -> float:
         return max(w["vm_hwm_kib"] for w in self.workers) / 1024 if self.workers else float("nan")
+
+    def fail(self, reason: str) -> None:
+        self.failures.append(reason)
+        print(f"  FAIL  {self.target}: {reason}", flush=True)
+
+
+def _summary(problems: list[str], asked: int) -> str:
+    return f"{len(problems)} of {asked} sampled answers wrong, first: {problems[0]}"
+
+
+def drive_case(
+    result: Result, name: str, url: str, case: Case, load: LoadSettings, samples: int, lua: Path
+) -> None:
+    """Warm-up and measured run of one case; every problem becomes a failure of ``result``."""
+    target = result.target
+    body = case.body_file.read_bytes()
+    before = sample(target, url, body, case.expected, 1, 0.0)
+    if before:
+        result.fail(f"{name}: wrong answer before the load: {before[0]}")
+        return
+    try:
+        if load.warmup > 0:
+            for problem in wrk_problems(parse_wrk(load.wrk(url, lua, load.warmup))):
+                result.fail(f"{name} warm-up (wrk): {problem}")
+        # spread over the measured run, so answers under load are checked too
+        pause = load.duration / (samples + 1)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            during = pool.submit(sample, target, url, body, case.expected, samples, pause)
+            text = load.wrk(url, lua, load.duration)
+            wrong_during = during.result()
+        stats = parse_wrk(text)
+    except RunFailed as exc:
+        result.fail(f"{name}: {exc}")
+        return
+    for problem in wrk_problems(stats):
+        result.fail(f"{name} run (wrk): {problem}")
+    if wrong_during:
+        result.fail(f"{name} during the run: {_summary(wrong_during, samples)}")
+    wrong_after = sample(target, url, body, case.expected, samples, 0.0)
+    if wrong_after:
+        result.fail(f"{name} after the run: {_summary(wrong_after, samples)}")
+    stats["rows_per_s"] = stats["requests_per_s"] * case.rows
+    stats["rows_per_request"] = case.rows
+    stats["answers_checked"] = 1 + 2 * samples
+    result.cases[name] = stats
+    print(
+        f"  {target:6s} {name:6s} {stats['requests_per_s']:10.1f} req/s  "
+        f"p50 {stats['p50_ms']:.2f} ms  p99 {stats['p99_ms']:.2f} ms  "
+        f"{stats['answers_checked']} answers checked",
+        flush=True,
+    )
 
 
 def drive(
     target: str,
     url: str,
     worker_pids: Callable[[], list[int]],
-    body_files: dict[str, Path],
-    n_rows: dict[str, int],
+    workers: int,
+    cases: dict[str, Case],
     load: LoadSettings,
+    samples: int,
     workdir: Path,
 ) -> Result:
-    result = Result(target)
-    for case, body_file in body_files.items():
-        check_answer(target, *http("POST", url, body_file.read_bytes()), n_rows[case])
-        lua = lua_script(workdir / f"{target}-{case}.lua", body_file)
-        if load.warmup > 0:
-            load.wrk(url, lua, load.warmup, latency=False)
-        text = load.wrk(url, lua, load.duration, latency=True)
-        stats = parse_wrk(text)
-        stats["rows_per_s"] = stats["requests_per_s"] * n_rows[case]
-        stats["rows_per_request"] = n_rows[case]
-        result.cases[case] = stats
-        print(
-            f"  {target:6s} {case:6s} {stats['requests_per_s']:10.1f} req/s  "
-            f"p50 {stats['p50_ms']:.2f} ms  p99 {stats['p99_ms']:.2f} ms"
-            + (f"  non-2xx {stats['non_2xx']}" if stats["non_2xx"] else ""),
-            flush=True,
-        )
-    result.workers = [{"pid": pid, "vm_hwm_kib": vm_hwm_kib(pid)} for pid in worker_pids()]
+    result = Result(target, workers)
+    for name, case in cases.items():
+        lua = lua_script(workdir / f"{target}-{name}.lua", case.body_file)
+        drive_case(result, name, url, case, load, samples, lua)
+    pids = worker_pids()
+    if len(pids) != workers:
+        # the RSS per worker and the comparison assume the same worker count
+        result.fail(f"{len(pids)} worker processes, {workers} asked for")
+    try:
+        result.workers = [{"pid": pid, "vm_hwm_kib": vm_hwm_kib(pid)} for pid in pids]
+    except OSError as exc:
+        result.fail(f"a worker vanished while its memory was read: {exc}")
     return result
 
 
 # ------------------------------------------------------------------ report
 
 
+def _per_case(case: str, what: str) -> Callable[[Result], float]:
+    return lambda res: float(res.cases[case][what])
+
+
+def _rss(res: Result) -> float:
+    return res.peak_rss_mib
+
+
+# (name, numerator's target, denominator's target, the number compared)
+RATIOS: tuple[tuple[str, str, str, Callable[[Result], float]], ...] = (
+    ("single_rps_vs_mlflow", "ours", "mlflow", _per_case("single", "requests_per_s")),
+    ("single_rps_vs_hello", "ours", "hello", _per_case("single", "requests_per_s")),
+    ("single_p99_mlflow_over_ours", "mlflow", "ours", _per_case("single", "p99_ms")),
+    ("batch_rows_vs_mlflow", "ours", "mlflow", _per_case("batch", "rows_per_s")),
+    ("batch_rows_vs_hello", "ours", "hello", _per_case("batch", "rows_per_s")),
+    ("rss_vs_mlflow", "ours", "mlflow", _rss),
+    ("rss_vs_hello", "ours", "hello", _rss),
+)
+
+
 def ratios(results: dict[str, Result]) -> dict[str, float]:
-    ours, peer, hello = results["ours"], results["mlflow"], results["hello"]
-    s, b = "single", "batch"
+    """Every ratio whose two targets both ran clean; none from a target that FAILed."""
+    clean = {name: res for name, res in results.items() if res.ok}
     return {
-        "single_rps_vs_mlflow": ours.cases[s]["requests_per_s"] / peer.cases[s]["requests_per_s"],
-        "single_rps_vs_hello": ours.cases[s]["requests_per_s"] / hello.cases[s]["requests_per_s"],
-        "single_p99_mlflow_over_ours": peer.cases[s]["p99_ms"] / ours.cases[s]["p99_ms"],
-        "batch_rows_vs_mlflow": ours.cases[b]["rows_per_s"] / peer.cases[b]["rows_per_s"],
-        "batch_rows_vs_hello": ours.cases[b]["rows_per_s"] / hello.cases[b]["rows_per_s"],
-        "rss_vs_mlflow": ours.peak_rss_mib / peer.peak_rss_mib,
-        "rss_vs_hello": ours.peak_rss_mib / hello.peak_rss_mib,
+        key: metric(clean[top]) / metric(clean[bottom])
+        for key, top, bottom, metric in RATIOS
+        if top in clean and bottom in clean
     }
 
 
 def verdicts(r: dict[str, float]) -> list[dict[str, Any]]:
+    """The performance targets whose ratio was computed, met or not."""
     out = []
     for key, text, op, threshold in TARGETS:
+        if key not in r:
+            continue
         value = r[key]
-        ok = value >= threshold if op == ">=" else value <= threshold
+        met = value >= threshold if op == ">=" else value <= threshold
         out.append({"target": key, "description": text, "value": value,
-                    "condition": f"{op} {threshold:g}", "pass": ok})  # fmt: skip
+                    "condition": f"{op} {threshold:g}", "met": met})  # fmt: skip
     return out
 
 
 def print_table(
-    results: dict[str, Result], r: dict[str, float], checks: list[dict[str, Any]]
+    results: dict[str, Result], r: dict[str, float], checks: list[dict[str, Any]], workers: int
 ) -> None:
     print()
+    print(
+        f"workers per server: ours {workers}, mlflow {workers} (mlflow models serve "
+        f"--workers {workers}), hello {workers}  (PREDICTOR_WORKERS={workers})"
+    )
     header = (
         f"{'server':8s} {'request':>9s} {'req/s':>10s} {'rows/s':>11s} "
         f"{'p50 ms':>8s} {'p99 ms':>8s} {'peak RSS/worker':>16s}"
@@ -543,6 +783,8 @@ def print_table(
     print(header)
     print("-" * len(header))
     for name, res in results.items():
+        if not res.ok:  # a failed run's numbers measure the failure: not shown
+            continue
         for stats in res.cases.values():
             n = stats["rows_per_request"]
             label = "1 row" if n == 1 else f"{n} rows"
@@ -556,8 +798,21 @@ def print_table(
         print(f"  {key:30s} {value:8.2f}")
     print()
     for c in checks:
-        verdict = "PASS" if c["pass"] else "FAIL"
+        verdict = "met   " if c["met"] else "MISSED"
         print(f"  {verdict}  {c['description']}: {c['value']:.2f} (target {c['condition']})")
+    failed = [res for res in results.values() if not res.ok]
+    if failed:
+        print()
+    for res in failed:
+        for reason in res.failures:
+            print(f"FAIL  {res.target}: {reason}")
+    skipped = [
+        key
+        for key, top, bottom, _ in RATIOS
+        if any(t in results and not results[t].ok for t in (top, bottom))
+    ]
+    if skipped:
+        print(f"no ratio from a failed target: {', '.join(skipped)} not computed")
 
 
 def machine() -> dict[str, Any]:
@@ -588,19 +843,60 @@ def machine() -> dict[str, Any]:
     }
 
 
+def conclude(
+    results: dict[str, Result],
+    workers: int,
+    settings: dict[str, Any],
+    start: dict[str, Any],
+    out: Path,
+) -> int:
+    """Print the table and every FAIL, write the JSON report; the exit status."""
+    r = ratios(results)
+    checks = verdicts(r)
+    print_table(results, r, checks, workers)
+    failed = {name: res.failures for name, res in results.items() if not res.ok}
+    report = {
+        "settings": settings,
+        "machine": {**start, "loadavg_end": os.getloadavg()},
+        "results": {
+            name: {
+                "ok": res.ok,
+                "failures": res.failures,
+                "cases": res.cases,
+                "workers": res.workers,
+                # None, not NaN (which is no JSON), when no worker was found
+                "peak_rss_per_worker_mib": res.peak_rss_mib if res.workers else None,
+                **res.info,
+            }
+            for name, res in results.items()
+        },
+        "ratios": r,
+        "targets": checks,
+        "failed": failed,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten: {out}")
+    if failed:
+        print(f"serve_bench: FAIL: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # ------------------------------------------------------------------ main
 
-TARGET_NAMES = ("ours", "mlflow", "hello")
 Started = tuple[Service, str, Callable[[], list[int]], dict[str, Any]]
 
 
-def start_target(target: str, url: str, workdir: Path, overrides: dict[str, str]) -> Started:
+def start_target(
+    target: str, url: str, workdir: Path, overrides: dict[str, str], workers: int
+) -> Started:
     """Start one server; returns it, its endpoint, how to find its workers, extra facts."""
     if target == "ours":
-        svc, endpoint, info = start_ours(url, workdir, overrides)
+        svc, endpoint, info = start_ours(url, workdir, overrides, workers)
         return svc, endpoint, lambda: gunicorn_workers(svc.pid), {"model": info}
     if target == "mlflow":
-        svc, endpoint = start_mlflow_serve(url, workdir)
+        svc, endpoint = start_mlflow_serve(url, workdir, workers)
         return svc, endpoint, lambda: uvicorn_workers(svc.pid), {}
     svc, endpoint = start_hello(workdir, overrides)
     return svc, endpoint, lambda: gunicorn_workers(svc.pid), {}
@@ -613,6 +909,14 @@ def _override(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _targets(text: str) -> tuple[str, ...]:
+    names = {t.strip() for t in text.split(",") if t.strip()}
+    unknown = names - set(TARGET_NAMES)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected some of {','.join(TARGET_NAMES)}, got {text!r}")
+    return tuple(t for t in TARGET_NAMES if t in names)
+
+
 def _interrupted(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -623,6 +927,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5, help="warm-up seconds per run [5]")
     p.add_argument("--connections", type=int, default=8, help="wrk connections [8]")
     p.add_argument("--threads", type=int, default=2, help="wrk threads [2]")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=5,
+        help="answers checked per body during each run, and again after it [5]",
+    )
+    p.add_argument(
+        "--targets",
+        type=_targets,
+        default=TARGET_NAMES,
+        help=f"comma-separated servers to run [{','.join(TARGET_NAMES)}]",
+    )
     p.add_argument("--out", type=Path, default=ROOT / ".work/bench.json", help="JSON report")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     p.add_argument(
@@ -633,10 +949,17 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="PREDICTOR_NAME=VALUE",
         help="change a setting of the role's deployment, for ours and the hello-world alike "
-        "(e.g. PREDICTOR_THREADS=2); repeatable",
+        "(e.g. PREDICTOR_THREADS=2); PREDICTOR_WORKERS is mirrored to mlflow's --workers; "
+        "repeatable",
     )
     args = p.parse_args(argv)
     args.overrides = dict(args.overrides)
+    if args.samples < 1:
+        p.error("--samples must be at least 1: unchecked answers are not measured")
+    try:
+        workers = worker_count(args.overrides)
+    except ValueError as exc:
+        p.error(str(exc))
 
     if shutil.which("wrk") is None:
         print("serve_bench: wrk is missing: run ./stack bench (installs it)", file=sys.stderr)
@@ -646,77 +969,72 @@ def main(argv: list[str] | None = None) -> int:
     if start["loadavg"][0] >= 1.0:
         busy = start["loadavg"][0]
         print(f"note: load average {busy:.2f}: the machine is busy, numbers are indicative")
+    print(f"workers per server: {workers} (mlflow models serve --workers {workers})", flush=True)
 
     # SIGTERM ends the run like Ctrl-C: through the finally blocks below.
     signal.signal(signal.SIGTERM, _interrupted)
     (ROOT / ".work").mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="serve-bench-", dir=ROOT / ".work"))
-    services: list[Service] = []
+    registry: MlflowServer | None = None
     results: dict[str, Result] = {}
     try:
-        registry, url = start_mlflow_server(workdir)
-        services.append(registry)
+        registry = MlflowServer(workdir / "mlflow", env=venv_env())
+        registry.start(timeout=120)
+        url = registry.url
         print(f"mlflow server at {url}; training the Iris forest (100 trees)", flush=True)
         trained = train_and_register(url)
         print(f"registered {MODEL_NAME} version {trained['version']} as @{ALIAS}", flush=True)
 
         rows = {"single": request_rows(1), "batch": request_rows(BATCH_ROWS)}
-        n_rows = {case: len(r) for case, r in rows.items()}
-        files: dict[str, dict[str, Path]] = {"ours": {}, "mlflow": {}, "hello": {}}
-        for case, case_rows in rows.items():
+        reference = reference_probabilities(url, rows)
+        expected = {name: expected_answers(proba) for name, proba in reference.items()}
+        cases: dict[str, dict[str, Case]] = {target: {} for target in TARGET_NAMES}
+        for name, case_rows in rows.items():
             for target, body in bodies(case_rows).items():
-                path = workdir / f"body-{target}-{case}.json"
+                path = workdir / f"body-{target}-{name}.json"
                 path.write_bytes(body)
-                files[target][case] = path
+                cases[target][name] = Case(path, expected[name])
 
-        for target in TARGET_NAMES:
+        for target in args.targets:
             print(f"starting {target}", flush=True)
-            svc, endpoint, workers, info = start_target(target, url, workdir, args.overrides)
-            services.append(svc)
             try:
-                result = drive(target, endpoint, workers, files[target], n_rows, load, workdir)
+                svc, endpoint, pids, info = start_target(
+                    target, url, workdir, args.overrides, workers
+                )
+            except RuntimeError as exc:
+                results[target] = Result(target, workers)
+                results[target].fail(f"did not start: {exc}")
+                continue
+            try:
+                result = drive(
+                    target, endpoint, pids, workers, cases[target], load, args.samples, workdir
+                )
+                if not svc.alive():
+                    result.fail(f"exited during the run:\n{svc.log_tail()}")
                 result.info = info
                 results[target] = result
             finally:
                 svc.stop()
-                services.remove(svc)
     finally:
-        for svc in reversed(services):
-            svc.stop()
+        if registry is not None:
+            registry.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"logs kept in {workdir}")
 
-    r = ratios(results)
-    checks = verdicts(r)
-    print_table(results, r, checks)
-    report = {
-        "settings": {
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "connections": args.connections,
-            "wrk_threads": args.threads,
-            "batch_rows": BATCH_ROWS,
-            "overrides": args.overrides,
-        },
-        "machine": {**start, "loadavg_end": os.getloadavg()},
-        "results": {
-            name: {
-                "cases": res.cases,
-                "workers": res.workers,
-                "peak_rss_per_worker_mib": res.peak_rss_mib,
-                **res.info,
-            }
-            for name, res in results.items()
-        },
-        "ratios": r,
-        "targets": checks,
+    settings = {
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "connections": args.connections,
+        "wrk_threads": args.threads,
+        "batch_rows": BATCH_ROWS,
+        "samples": args.samples,
+        "targets": list(args.targets),
+        "workers": workers,
+        "overrides": args.overrides,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {args.out}")
-    return 0
+    return conclude(results, workers, settings, start, args.out)
 
 
 if __name__ == "__main__":

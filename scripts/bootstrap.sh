@@ -54,12 +54,13 @@ extract_promtool() {
   rm -rf "$deb"
 }
 
-# --test: also what the test suite needs beyond the main job.
+# --test: also what the test suite needs beyond the main job (wrk: the
+# benchmark's smoke test, tests/integration/test_bench_smoke.py).
 # --bench: the venv and wrk only (the benchmark runs on this machine, no nodes).
 case "${1:-}" in
   --test)
     shift
-    install_system_packages shellcheck "$@"
+    install_system_packages shellcheck wrk "$@"
     extract_promtool
     ;;
   --bench)

@@ -1,1 +1,2 @@
-"""Helpers shared by the test folders (never imported from a conftest)."""
+"""Helpers shared by the test folders and bench/: plain modules, imported by name
+(``tests.support.net``), so nothing has to import a conftest to reuse them."""

@@ -2,14 +2,14 @@
 
 The modules are run with the ``ansible`` ad-hoc command (JSON stdout callback) against
 localhost, with the project venv's Python as ``ansible_python_interpreter``; MLflow is
-a real ``mlflow server`` started by the project's ``tests/conftest.py``, once plain and
-once with its basic-auth app.
+a real ``mlflow server`` started by the project's ``tests/support/mlflow_server.py``,
+once plain and once with its basic-auth app.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.util
+import importlib
 import json
 import os
 import shutil
@@ -24,29 +24,27 @@ import pytest
 
 COLLECTIONS = Path(__file__).resolve().parents[5]  # .../collections
 PROJECT = COLLECTIONS.parent
-PROJECT_CONFTEST = PROJECT / "tests" / "conftest.py"
+PROJECT_HELPER = PROJECT / "tests" / "support" / "mlflow_server.py"
 ANSIBLE = Path(sys.executable).with_name("ansible")
 
 
-def _load_project_conftest():
-    if not PROJECT_CONFTEST.is_file():
+def _load_project_helper():
+    """The project's MlflowServer module, or None when the collection is tested on its own."""
+    if not PROJECT_HELPER.is_file():
         return None
-    spec = importlib.util.spec_from_file_location("mlops_project_conftest", PROJECT_CONFTEST)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # The project's pytest runs have its root on sys.path (its conftest.py sits
+    # there), so the helper is imported by name like the project's own tests do.
+    return importlib.import_module("tests.support.mlflow_server")
 
 
-_project = _load_project_conftest()
+_project = _load_project_helper()
 
 
 @pytest.fixture(scope="session")
 def mlflow_url(tmp_path_factory):
     """URL of a real MLflow server (the project's MlflowServer helper)."""
     if _project is None:
-        pytest.skip(f"needs the project's real-MLflow fixture {PROJECT_CONFTEST}")
+        pytest.skip(f"needs the project's real-MLflow helper {PROJECT_HELPER}")
     server = _project.MlflowServer(tmp_path_factory.mktemp("mlflow-modules"))
     server.start()
     yield server.url
@@ -171,7 +169,7 @@ def mlflow_auth(tmp_path_factory):
     """A real MLflow server with basic auth (admin/admin-password-0123), shared by the session:
     tests use names of their own (``unique_name``) and never change the admin."""
     if _project is None:
-        pytest.skip(f"needs the project's real-MLflow fixture {PROJECT_CONFTEST}")
+        pytest.skip(f"needs the project's real-MLflow helper {PROJECT_HELPER}")
     server = AuthServer(tmp_path_factory.mktemp("mlflow-auth"))
     server.server.start()
     yield server
@@ -182,7 +180,7 @@ def mlflow_auth(tmp_path_factory):
 def own_mlflow_auth(tmp_path_factory):
     """A basic-auth MLflow server for one test module alone, which may change its admin."""
     if _project is None:
-        pytest.skip(f"needs the project's real-MLflow fixture {PROJECT_CONFTEST}")
+        pytest.skip(f"needs the project's real-MLflow helper {PROJECT_HELPER}")
     server = AuthServer(tmp_path_factory.mktemp("mlflow-auth-own"))
     server.server.start()
     yield server
