@@ -7,6 +7,10 @@ changing this file; `--check` only compares and exits 1 when a committed file is
 out of date.
 
     .venv/bin/python scripts/build_dashboards.py [--output-dir DIR] [--check]
+
+Each dashboard is data (a Board: variables and rows of panel specs, at the end of
+the file); build() is the one place that turns specs into SDK panels, so a new panel
+is one more spec and every panel of a kind looks the same.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar, assert_never
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import (
@@ -26,6 +32,7 @@ from grafana_foundation_sdk.builders import (
     table,
     timeseries,
 )
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dashboard_models
@@ -58,6 +65,116 @@ PREDICTORS = 'instance=~"$instance"'
 HOSTS = 'host=~"$host"'
 REAL_FS = 'fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs|autofs"'
 
+# Label selectors shared by the queries: each limits a query to what the variables select.
+PREDICTOR_SEL = f"{{{PREDICTORS}}}"
+PREDICT_SEL = f"{{{PREDICTORS}, {PREDICT}}}"
+ERRORS_SEL = f'{{{PREDICTORS}, status=~"5.."}}'
+FEATURE_SEL = f'{{{PREDICTORS}, feature=~"$feature"}}'
+HOST_SEL = f"{{{HOSTS}}}"
+FS_SEL = f"{{{HOSTS}, {REAL_FS}}}"
+NET_SEL = f'{{{HOSTS}, device!~"lo|veth.*|docker.*|br-.*"}}'
+
+Steps = Sequence[tuple[float | None, str]]
+
+
+# --- Specs: what a dashboard shows, free of SDK calls -------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    """A PromQL range query and its legend; the panel gives it its refId."""
+
+    expr: str
+    legend: str = "__auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BasePanel:
+    """What every panel has; width in columns of the 24-column grid."""
+
+    title: str
+    description: str
+    width: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Graph(BasePanel):
+    """Time series; the queries get refIds A, B, ... in this order."""
+
+    unit: str
+    queries: Sequence[Query]
+    width: int = 12
+    stacked: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpDownStat(BasePanel):
+    """Last value of a 0/1 metric shown as red/green text (a target is up or down)."""
+
+    query: Query
+    up_text: str = "up"
+    down_text: str = "down"
+    width: int = 6
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stat(BasePanel):
+    """Last value of a metric, its text colored by thresholds."""
+
+    unit: str
+    query: Query
+    steps: Steps
+    width: int = 6
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heatmap(BasePanel):
+    """Histogram buckets over time, one panel per value of the `repeat` variable."""
+
+    query: Query
+    repeat: str
+    width: int = 6
+    max_per_row: int = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table(BasePanel):
+    """An instant query as a table: one line per series, its labels as columns."""
+
+    expr: str
+    hidden_columns: Sequence[str] = ("Time", "Value")
+    width: int = 12
+
+
+PanelSpec = Graph | UpDownStat | Stat | Heatmap | Table
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A multi-value query variable (label_values) the panel selectors use."""
+
+    name: str
+    label: str
+    expr: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Board:
+    """A dashboard: rows by title, in order; the row None holds the panels above the first."""
+
+    uid: str
+    title: str
+    description: str
+    variables: Sequence[Variable]
+    rows: Mapping[str | None, Sequence[PanelSpec]]
+
+
+# --- SDK: specs to panels -----------------------------------------------------------------
+
+# The SDK's panel builders share the frame setters (id, title, ...) but no base class
+# that declares them, hence a constrained type variable rather than one common type.
+SdkPanel = TypeVar("SdkPanel", timeseries.Panel, stat.Panel, heatmap.Panel, table.Panel)
+
 
 class Ids:
     """Stable panel ids in build order, so regenerating gives the same JSON."""
@@ -70,11 +187,11 @@ class Ids:
         return self.next_id
 
 
-def query(expr: str, legend: str = "__auto", ref: str = "A") -> prometheus.Dataquery:
+def query(spec: Query, ref: str = "A") -> prometheus.Dataquery:
     return (
         prometheus.Dataquery()
-        .expr(expr)
-        .legend_format(legend)
+        .expr(spec.expr)
+        .legend_format(spec.legend)
         .ref_id(ref)
         .datasource(DATASOURCE)
         .range()
@@ -101,34 +218,7 @@ def legend_table() -> common_builders.VizLegendOptions:
     )
 
 
-def graph(
-    ids: Ids,
-    title: str,
-    unit: str,
-    *targets: prometheus.Dataquery,
-    description: str = "",
-    width: int = 12,
-    stacked: bool = False,
-) -> timeseries.Panel:
-    panel = (
-        timeseries.Panel()
-        .id(ids())
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .unit(unit)
-        .span(width)
-        .height(8)
-        .fill_opacity(10)
-        .legend(legend_table())
-        .targets(list(targets))
-    )
-    if stacked:
-        panel = panel.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
-    return panel
-
-
-def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
+def thresholds(steps: Steps) -> dashboard.ThresholdsConfig:
     return (
         dashboard.ThresholdsConfig()
         .mode(dashboard_models.ThresholdsMode.ABSOLUTE)
@@ -140,47 +230,116 @@ def last_value() -> common_builders.ReduceDataOptions:
     return common_builders.ReduceDataOptions().values(False).calcs(["lastNotNull"])
 
 
-def up_down_stat(
-    ids: Ids,
-    title: str,
-    expr: str,
-    legend: str,
-    description: str,
-    up_text: str = "up",
-    down_text: str = "down",
-    width: int = 6,
-) -> stat.Panel:
-    mapping = dashboard_models.ValueMap(
-        options={
-            "0": dashboard_models.ValueMappingResult(text=down_text, color="red", index=0),
-            "1": dashboard_models.ValueMappingResult(text=up_text, color="green", index=1),
-        }
-    )
+def framed(panel: SdkPanel, spec: BasePanel, panel_id: int, height: int) -> SdkPanel:
+    """The part every panel shares; the datasource is the variable, never a uid."""
     return (
-        stat.Panel()
-        .id(ids())
-        .title(title)
-        .description(description)
+        panel.id(panel_id)
+        .title(spec.title)
+        .description(spec.description)
         .datasource(DATASOURCE)
-        .span(width)
-        .height(4)
-        .mappings([mapping])
-        .thresholds(thresholds((None, "red"), (1, "green")))
-        .color_mode(common.BigValueColorMode.BACKGROUND)
-        .graph_mode(common.BigValueGraphMode.NONE)
+        .span(spec.width)
+        .height(height)
+    )
+
+
+def graph(spec: Graph, panel_id: int) -> timeseries.Panel:
+    panel = (
+        framed(timeseries.Panel(), spec, panel_id, height=8)
+        .unit(spec.unit)
+        .fill_opacity(10)
+        .legend(legend_table())
+        .targets([query(q, chr(ord("A") + index)) for index, q in enumerate(spec.queries)])
+    )
+    if spec.stacked:
+        panel = panel.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
+    return panel
+
+
+def stat_panel(spec: UpDownStat | Stat, panel_id: int) -> stat.Panel:
+    panel = (
+        framed(stat.Panel(), spec, panel_id, height=4)
         .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
         .reduce_options(last_value())
-        .with_target(query(expr, legend))
+        .with_target(query(spec.query))
+    )
+    if isinstance(spec, Stat):
+        return (
+            panel.unit(spec.unit)
+            .thresholds(thresholds(spec.steps))
+            .color_mode(common.BigValueColorMode.VALUE)
+        )
+    mapping = dashboard_models.ValueMap(
+        options={
+            "0": dashboard_models.ValueMappingResult(text=spec.down_text, color="red", index=0),
+            "1": dashboard_models.ValueMappingResult(text=spec.up_text, color="green", index=1),
+        }
+    )
+    # Up or down is all there is to see: a colored background, no sparkline.
+    return (
+        panel.mappings([mapping])
+        .thresholds(thresholds([(None, "red"), (1, "green")]))
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.NONE)
     )
 
 
-def query_variable(name: str, label: str, expr: str) -> dashboard.QueryVariable:
+def bucket_heatmap(spec: Heatmap, panel_id: int) -> heatmap.Panel:
     return (
-        dashboard.QueryVariable(name)
-        .label(label)
+        framed(heatmap.Panel(), spec, panel_id, height=8)
+        .repeat(spec.repeat)
+        .repeat_direction("h")
+        .max_per_row(spec.max_per_row)
+        # The query returns bucket counts already; Grafana must not bucket them again.
+        .calculate(False)
+        .color(
+            heatmap.HeatmapColorOptions()
+            .mode(heatmap_models.HeatmapColorMode.SCHEME)
+            .scheme("Spectral")
+            .steps(64)
+            .exponent(0.5)
+        )
+        .with_target(query(spec.query).format(prometheus_models.PromQueryFormat.HEATMAP))
+    )
+
+
+def label_table(spec: Table, panel_id: int) -> table.Panel:
+    return (
+        framed(table.Panel(), spec, panel_id, height=8)
+        .with_target(instant_table_query(spec.expr))
+        .with_transformation(
+            dashboard_models.DataTransformerConfig(
+                id_val="organize",
+                options={"excludeByName": dict.fromkeys(spec.hidden_columns, True)},
+            )
+        )
+    )
+
+
+def panel(spec: PanelSpec, panel_id: int) -> cogbuilder.Builder[dashboard_models.Panel]:
+    match spec:
+        case Graph():
+            return graph(spec, panel_id)
+        case UpDownStat() | Stat():
+            return stat_panel(spec, panel_id)
+        case Heatmap():
+            return bucket_heatmap(spec, panel_id)
+        case Table():
+            return label_table(spec, panel_id)
+        case _:
+            assert_never(spec)
+
+
+def query_variable(variable: Variable) -> dashboard.QueryVariable:
+    return (
+        dashboard.QueryVariable(variable.name)
+        .label(variable.label)
         .datasource(DATASOURCE)
         .query(
-            {"query": expr, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1}
+            {
+                "query": variable.expr,
+                "refId": "PrometheusVariableQueryEditor-VariableQuery",
+                "qryType": 1,
+            }
         )
         .refresh(dashboard_models.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dashboard_models.VariableSort.ALPHABETICAL_ASC)
@@ -201,12 +360,13 @@ def datasource_variable() -> dashboard.DatasourceVariable:
     )
 
 
-def base(uid: str, title: str, description: str) -> dashboard.Dashboard:
-    """A dashboard whose first variable is the datasource every panel and query uses."""
-    return (
-        dashboard.Dashboard(title)
-        .uid(uid)
-        .description(description)
+def build(board: Board) -> dashboard_models.Dashboard:
+    """The SDK dashboard of a spec; the datasource variable comes first, before its own."""
+    ids = Ids()
+    result = (
+        dashboard.Dashboard(board.title)
+        .uid(board.uid)
+        .description(board.description)
         .tags(["mlops"])
         .editable()
         .timezone("browser")
@@ -215,345 +375,284 @@ def base(uid: str, title: str, description: str) -> dashboard.Dashboard:
         .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
         .with_variable(datasource_variable())
     )
+    for variable in board.variables:
+        result = result.with_variable(query_variable(variable))
+    # Ids in spec order (a row before its panels): the committed JSON stays stable.
+    for title, specs in board.rows.items():
+        if title is not None:
+            result = result.with_row(dashboard.Row(title).id(ids()))
+        for spec in specs:
+            result = result.with_panel(panel(spec, ids()))
+    return result.build()
 
 
-def build_predictor() -> dashboard_models.Dashboard:
-    ids = Ids()
-    sel = f"{{{PREDICTORS}}}"
-    predict_sel = f"{{{PREDICTORS}, {PREDICT}}}"
-    errors_sel = f'{{{PREDICTORS}, status=~"5.."}}'
-    feature_sel = f'{{{PREDICTORS}, feature=~"$feature"}}'
-    board = (
-        base(
-            "mlops-predictor",
-            "MLOps / Predictors",
-            "Traffic, errors, latency, predictions, inputs and model state of the predictors.",
-        )
-        .with_variable(
-            query_variable("instance", "Predictor", "label_values(predictor_model_info, instance)")
-        )
-        .with_variable(
-            query_variable(
-                "feature", "Feature", "label_values(predictor_feature_value_bucket, feature)"
+# --- The dashboards -----------------------------------------------------------------------
+
+PREDICTOR_BOARD = Board(
+    uid="mlops-predictor",
+    title="MLOps / Predictors",
+    description="Traffic, errors, latency, predictions, inputs and model state of the predictors.",
+    variables=[
+        Variable("instance", "Predictor", "label_values(predictor_model_info, instance)"),
+        Variable("feature", "Feature", "label_values(predictor_feature_value_bucket, feature)"),
+    ],
+    rows={
+        "Service": [
+            UpDownStat(
+                title="Predictors scraped",
+                query=Query(f'up{{job="predictor", {PREDICTORS}}}', "{{host}}"),
+                description="Prometheus can scrape the predictor "
+                "(PredictorDown fires after 30 s of 0).",
+                width=8,
+            ),
+            UpDownStat(
+                title="Registry reachable",
+                query=Query(f"predictor_registry_up{PREDICTOR_SEL}", "{{host}}"),
+                description="The predictor reached the MLflow Model Registry on its last poll.",
+                up_text="reachable",
+                down_text="unreachable",
+                width=8,
+            ),
+            Stat(
+                title="Since last registry success",
+                unit="s",
+                query=Query(
+                    f"time() - predictor_registry_last_success_timestamp_seconds{PREDICTOR_SEL}",
+                    "{{host}}",
+                ),
+                description="Seconds since the predictor last reached the registry.",
+                steps=[(None, "green"), (120, "orange"), (300, "red")],
+                width=8,
+            ),
+        ],
+        "Traffic": [
+            Graph(
+                title="Request rate",
+                unit="reqps",
+                queries=[
+                    Query(
+                        "sum by (host, endpoint) "
+                        f"(rate(predictor_requests_total{PREDICTOR_SEL}[{RATE}]))",
+                        "{{host}} {{endpoint}}",
+                    )
+                ],
+                description="Requests per second by predictor and endpoint.",
+            ),
+            Graph(
+                title="Error ratio (5xx)",
+                unit="percentunit",
+                queries=[
+                    Query(
+                        # "or ... * 0": with no 5xx series at all the ratio is 0, not "No data"
+                        f"(sum by (host) (rate(predictor_requests_total{ERRORS_SEL}[{RATE}]))"
+                        " or sum by (host) "
+                        f"(rate(predictor_requests_total{PREDICTOR_SEL}[{RATE}])) * 0)"
+                        " / sum by (host) "
+                        f"(rate(predictor_requests_total{PREDICTOR_SEL}[{RATE}]))",
+                        "{{host}}",
+                    )
+                ],
+                description="Share of requests answered with a 5xx "
+                "(PredictorHighErrorRatio: > 5 %).",
+            ),
+            Graph(
+                title="/predict latency",
+                unit="s",
+                queries=[
+                    Query(
+                        f"histogram_quantile({q}, sum by (le) "
+                        f"(rate(predictor_request_duration_seconds_bucket{PREDICT_SEL}"
+                        f"[{RATE}])))",
+                        f"p{round(q * 100)}",
+                    )
+                    for q in (0.5, 0.95, 0.99)
+                ],
+                description="p50, p95 and p99 of /predict over the selected predictors "
+                "(PredictorHighLatencyP99: p99 > 500 ms).",
+                width=24,
+            ),
+        ],
+        "Predictions and inputs": [
+            Graph(
+                title="Predictions per class",
+                unit="ops",
+                queries=[
+                    Query(
+                        "sum by (class) "
+                        f"(rate(predictor_predictions_total{PREDICTOR_SEL}[{RATE}]))",
+                        "{{class}}",
+                    )
+                ],
+                description="Predicted classes per second; a shift hints at drifting inputs.",
+                stacked=True,
+            ),
+            Graph(
+                title="Feature medians",
+                unit="none",
+                queries=[
+                    Query(
+                        "histogram_quantile(0.5, sum by (feature, le) "
+                        f"(rate(predictor_feature_value_bucket{PREDICTOR_SEL}[{RATE}])))",
+                        "{{feature}} p50",
+                    )
+                ],
+                description="Median of every input feature seen by /predict.",
+            ),
+            Heatmap(
+                title="Feature $feature",
+                query=Query(
+                    f"sum by (le) (rate(predictor_feature_value_bucket{FEATURE_SEL}[{RATE}]))",
+                    "{{le}}",
+                ),
+                description="Distribution of the input feature over time (histogram buckets).",
+                repeat="feature",
+            ),
+        ],
+        "Model": [
+            Table(
+                title="Served model",
+                expr="max by (host, name, version, alias, backend) "
+                f"(predictor_model_info{PREDICTOR_SEL})",
+                description="Model name, version, alias and backend each predictor serves now.",
+            ),
+            Graph(
+                title="Model reloads",
+                unit="short",
+                queries=[
+                    Query(
+                        "sum by (host) "
+                        f"(increase(predictor_model_reloads_total{PREDICTOR_SEL}[{RATE}]))",
+                        "{{host}} reloads",
+                    ),
+                    Query(
+                        "sum by (host) (increase("
+                        f"predictor_model_reload_failures_total{PREDICTOR_SEL}[{RATE}]))",
+                        "{{host}} failures",
+                    ),
+                ],
+                description="Successful and failed hot reloads "
+                "(ModelReloadFailing fires on failures).",
+            ),
+        ],
+    },
+)
+
+HOSTS_BOARD = Board(
+    uid="mlops-hosts",
+    title="MLOps / Hosts",
+    description="CPU, memory, disk and network of every host (node exporter).",
+    variables=[Variable("host", "Host", "label_values(node_uname_info, host)")],
+    rows={
+        None: [
+            UpDownStat(
+                title="Node exporters",
+                query=Query(f'up{{job="node", {HOSTS}}}', "{{host}}"),
+                description="Prometheus can scrape the node exporter of the host.",
+                width=24,
             )
-        )
-    )
+        ],
+        "CPU and memory": [
+            Graph(
+                title="CPU busy",
+                unit="percentunit",
+                queries=[
+                    Query(
+                        "1 - avg by (host) "
+                        f'(rate(node_cpu_seconds_total{{{HOSTS}, mode="idle"}}[{RATE}]))',
+                        "{{host}}",
+                    )
+                ],
+                description="Share of CPU time not idle, averaged over the host's cores.",
+            ),
+            Graph(
+                title="Load average (1 min)",
+                unit="short",
+                queries=[Query(f"node_load1{HOST_SEL}", "{{host}}")],
+                description="Runnable processes averaged over one minute.",
+            ),
+            Graph(
+                title="Memory used",
+                unit="percentunit",
+                queries=[
+                    Query(
+                        f"1 - node_memory_MemAvailable_bytes{HOST_SEL}"
+                        f" / node_memory_MemTotal_bytes{HOST_SEL}",
+                        "{{host}}",
+                    )
+                ],
+                description="Memory not available to new processes (HostMemoryPressure: > 90 %).",
+            ),
+            Graph(
+                title="Memory available",
+                unit="bytes",
+                queries=[Query(f"node_memory_MemAvailable_bytes{HOST_SEL}", "{{host}}")],
+                description="Memory available to new processes without swapping.",
+            ),
+        ],
+        "Disk": [
+            Graph(
+                title="Disk space used",
+                unit="percentunit",
+                queries=[
+                    Query(
+                        f"1 - node_filesystem_avail_bytes{FS_SEL}"
+                        f" / node_filesystem_size_bytes{FS_SEL}",
+                        "{{host}} {{mountpoint}}",
+                    )
+                ],
+                description="Share of each real file system in use (HostDiskPressure: > 90 %).",
+            ),
+            Graph(
+                title="Disk throughput",
+                unit="Bps",
+                queries=[
+                    Query(
+                        f"sum by (host) (rate(node_disk_read_bytes_total{HOST_SEL}[{RATE}]))",
+                        "{{host}} read",
+                    ),
+                    Query(
+                        f"sum by (host) (rate(node_disk_written_bytes_total{HOST_SEL}[{RATE}]))",
+                        "{{host}} written",
+                    ),
+                ],
+                description="Bytes read and written per second over all block devices.",
+            ),
+        ],
+        "Network": [
+            Graph(
+                title="Network received",
+                unit="Bps",
+                queries=[
+                    Query(
+                        f"sum by (host) (rate(node_network_receive_bytes_total{NET_SEL}[{RATE}]))",
+                        "{{host}}",
+                    )
+                ],
+                description="Bytes received per second, loopback and bridges excluded.",
+            ),
+            Graph(
+                title="Network sent",
+                unit="Bps",
+                queries=[
+                    Query(
+                        f"sum by (host) (rate(node_network_transmit_bytes_total{NET_SEL}[{RATE}]))",
+                        "{{host}}",
+                    )
+                ],
+                description="Bytes sent per second, loopback and bridges excluded.",
+            ),
+        ],
+    },
+)
 
-    board = board.with_row(dashboard.Row("Service").id(ids()))
-    board = board.with_panel(
-        up_down_stat(
-            ids,
-            "Predictors scraped",
-            f'up{{job="predictor", {PREDICTORS}}}',
-            "{{host}}",
-            "Prometheus can scrape the predictor (PredictorDown fires after 30 s of 0).",
-            width=8,
-        )
-    )
-    board = board.with_panel(
-        up_down_stat(
-            ids,
-            "Registry reachable",
-            f"predictor_registry_up{sel}",
-            "{{host}}",
-            "The predictor reached the MLflow Model Registry on its last poll.",
-            up_text="reachable",
-            down_text="unreachable",
-            width=8,
-        )
-    )
-    board = board.with_panel(
-        stat.Panel()
-        .id(ids())
-        .title("Since last registry success")
-        .description("Seconds since the predictor last reached the registry.")
-        .datasource(DATASOURCE)
-        .unit("s")
-        .span(8)
-        .height(4)
-        .thresholds(thresholds((None, "green"), (120, "orange"), (300, "red")))
-        .color_mode(common.BigValueColorMode.VALUE)
-        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
-        .reduce_options(last_value())
-        .with_target(
-            query(f"time() - predictor_registry_last_success_timestamp_seconds{sel}", "{{host}}")
-        )
-    )
-
-    board = board.with_row(dashboard.Row("Traffic").id(ids()))
-    board = board.with_panel(
-        graph(
-            ids,
-            "Request rate",
-            "reqps",
-            query(
-                f"sum by (host, endpoint) (rate(predictor_requests_total{sel}[{RATE}]))",
-                "{{host}} {{endpoint}}",
-            ),
-            description="Requests per second by predictor and endpoint.",
-        )
-    )
-    board = board.with_panel(
-        graph(
-            ids,
-            "Error ratio (5xx)",
-            "percentunit",
-            query(
-                # "or ... * 0": with no 5xx series at all the ratio is 0, not "No data"
-                f"(sum by (host) (rate(predictor_requests_total{errors_sel}[{RATE}]))"
-                f" or sum by (host) (rate(predictor_requests_total{sel}[{RATE}])) * 0)"
-                f" / sum by (host) (rate(predictor_requests_total{sel}[{RATE}]))",
-                "{{host}}",
-            ),
-            description="Share of requests answered with a 5xx (PredictorHighErrorRatio: > 5 %).",
-        )
-    )
-    board = board.with_panel(
-        graph(
-            ids,
-            "/predict latency",
-            "s",
-            *[
-                query(
-                    f"histogram_quantile({q}, sum by (le) "
-                    f"(rate(predictor_request_duration_seconds_bucket{predict_sel}[{RATE}])))",
-                    f"p{round(q * 100)}",
-                    ref,
-                )
-                for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
-            ],
-            description="p50, p95 and p99 of /predict over the selected predictors "
-            "(PredictorHighLatencyP99: p99 > 500 ms).",
-            width=24,
-        )
-    )
-
-    board = board.with_row(dashboard.Row("Predictions and inputs").id(ids()))
-    board = board.with_panel(
-        graph(
-            ids,
-            "Predictions per class",
-            "ops",
-            query(f"sum by (class) (rate(predictor_predictions_total{sel}[{RATE}]))", "{{class}}"),
-            description="Predicted classes per second; a shift hints at drifting inputs.",
-            stacked=True,
-        )
-    )
-    board = board.with_panel(
-        graph(
-            ids,
-            "Feature medians",
-            "none",
-            query(
-                f"histogram_quantile(0.5, sum by (feature, le) "
-                f"(rate(predictor_feature_value_bucket{sel}[{RATE}])))",
-                "{{feature}} p50",
-            ),
-            description="Median of every input feature seen by /predict.",
-        )
-    )
-    board = board.with_panel(
-        heatmap.Panel()
-        .id(ids())
-        .title("Feature $feature")
-        .description("Distribution of the input feature over time (histogram buckets).")
-        .datasource(DATASOURCE)
-        .span(6)
-        .height(8)
-        .repeat("feature")
-        .repeat_direction("h")
-        .max_per_row(4)
-        .calculate(False)
-        .color(
-            heatmap.HeatmapColorOptions()
-            .mode(heatmap_models.HeatmapColorMode.SCHEME)
-            .scheme("Spectral")
-            .steps(64)
-            .exponent(0.5)
-        )
-        .with_target(
-            query(
-                f"sum by (le) (rate(predictor_feature_value_bucket{feature_sel}[{RATE}]))",
-                "{{le}}",
-            ).format(prometheus_models.PromQueryFormat.HEATMAP)
-        )
-    )
-
-    board = board.with_row(dashboard.Row("Model").id(ids()))
-    board = board.with_panel(
-        table.Panel()
-        .id(ids())
-        .title("Served model")
-        .description("Model name, version, alias and backend each predictor serves now.")
-        .datasource(DATASOURCE)
-        .span(12)
-        .height(8)
-        .with_target(
-            instant_table_query(
-                f"max by (host, name, version, alias, backend) (predictor_model_info{sel})"
-            )
-        )
-        .with_transformation(
-            dashboard_models.DataTransformerConfig(
-                id_val="organize",
-                options={"excludeByName": {"Time": True, "Value": True}},
-            )
-        )
-    )
-    board = board.with_panel(
-        graph(
-            ids,
-            "Model reloads",
-            "short",
-            query(
-                f"sum by (host) (increase(predictor_model_reloads_total{sel}[{RATE}]))",
-                "{{host}} reloads",
-                "A",
-            ),
-            query(
-                f"sum by (host) (increase(predictor_model_reload_failures_total{sel}[{RATE}]))",
-                "{{host}} failures",
-                "B",
-            ),
-            description="Successful and failed hot reloads (ModelReloadFailing fires on failures).",
-        )
-    )
-    return board.build()
-
-
-def build_hosts() -> dashboard_models.Dashboard:
-    ids = Ids()
-    sel = f"{{{HOSTS}}}"
-    fs_sel = f"{{{HOSTS}, {REAL_FS}}}"
-    net_sel = f'{{{HOSTS}, device!~"lo|veth.*|docker.*|br-.*"}}'
-    board = base(
-        "mlops-hosts",
-        "MLOps / Hosts",
-        "CPU, memory, disk and network of every host (node exporter).",
-    ).with_variable(query_variable("host", "Host", "label_values(node_uname_info, host)"))
-    board = board.with_panel(
-        up_down_stat(
-            ids,
-            "Node exporters",
-            f'up{{job="node", {HOSTS}}}',
-            "{{host}}",
-            "Prometheus can scrape the node exporter of the host.",
-            width=24,
-        )
-    )
-
-    board = board.with_row(dashboard.Row("CPU and memory").id(ids()))
-    board = board.with_panel(
-        graph(
-            ids,
-            "CPU busy",
-            "percentunit",
-            query(
-                f'1 - avg by (host) (rate(node_cpu_seconds_total{{{HOSTS}, mode="idle"}}[{RATE}]))',
-                "{{host}}",
-            ),
-            description="Share of CPU time not idle, averaged over the host's cores.",
-        )
-    )
-    board = board.with_panel(
-        graph(
-            ids,
-            "Load average (1 min)",
-            "short",
-            query(f"node_load1{sel}", "{{host}}"),
-            description="Runnable processes averaged over one minute.",
-        )
-    )
-    board = board.with_panel(
-        graph(
-            ids,
-            "Memory used",
-            "percentunit",
-            query(
-                f"1 - node_memory_MemAvailable_bytes{sel} / node_memory_MemTotal_bytes{sel}",
-                "{{host}}",
-            ),
-            description="Memory not available to new processes (HostMemoryPressure: > 90 %).",
-        )
-    )
-    board = board.with_panel(
-        graph(
-            ids,
-            "Memory available",
-            "bytes",
-            query(f"node_memory_MemAvailable_bytes{sel}", "{{host}}"),
-            description="Memory available to new processes without swapping.",
-        )
-    )
-
-    board = board.with_row(dashboard.Row("Disk").id(ids()))
-    board = board.with_panel(
-        graph(
-            ids,
-            "Disk space used",
-            "percentunit",
-            query(
-                f"1 - node_filesystem_avail_bytes{fs_sel} / node_filesystem_size_bytes{fs_sel}",
-                "{{host}} {{mountpoint}}",
-            ),
-            description="Share of each real file system in use (HostDiskPressure: > 90 %).",
-        )
-    )
-    board = board.with_panel(
-        graph(
-            ids,
-            "Disk throughput",
-            "Bps",
-            query(
-                f"sum by (host) (rate(node_disk_read_bytes_total{sel}[{RATE}]))",
-                "{{host}} read",
-                "A",
-            ),
-            query(
-                f"sum by (host) (rate(node_disk_written_bytes_total{sel}[{RATE}]))",
-                "{{host}} written",
-                "B",
-            ),
-            description="Bytes read and written per second over all block devices.",
-        )
-    )
-
-    board = board.with_row(dashboard.Row("Network").id(ids()))
-    board = board.with_panel(
-        graph(
-            ids,
-            "Network received",
-            "Bps",
-            query(
-                f"sum by (host) (rate(node_network_receive_bytes_total{net_sel}[{RATE}]))",
-                "{{host}}",
-            ),
-            description="Bytes received per second, loopback and bridges excluded.",
-        )
-    )
-    board = board.with_panel(
-        graph(
-            ids,
-            "Network sent",
-            "Bps",
-            query(
-                f"sum by (host) (rate(node_network_transmit_bytes_total{net_sel}[{RATE}]))",
-                "{{host}}",
-            ),
-            description="Bytes sent per second, loopback and bridges excluded.",
-        )
-    )
-    return board.build()
-
-
-DASHBOARDS: dict[str, Callable[[], dashboard_models.Dashboard]] = {
-    "predictor.json": build_predictor,
-    "hosts.json": build_hosts,
+DASHBOARDS: dict[str, Board] = {
+    "predictor.json": PREDICTOR_BOARD,
+    "hosts.json": HOSTS_BOARD,
 }
 
 
-def render(build: Callable[[], dashboard_models.Dashboard]) -> str:
-    return json.dumps(build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+def render(board: Board) -> str:
+    return json.dumps(build(board), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -572,9 +671,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     stale = []
-    for name, build in DASHBOARDS.items():
+    for name, board in DASHBOARDS.items():
         path = args.output_dir / name
-        text = render(build)
+        text = render(board)
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(path)
