@@ -161,6 +161,10 @@ def run_playbook(case: Case, tmp_path: Path) -> tuple[subprocess.CompletedProces
     play = tmp_path / "playbooks" / "play.yml"
     play.parent.mkdir()
     play.write_text(yaml.safe_dump(playbook(case), sort_keys=False))
+    if "." not in case.role:
+        # a site role reads the site's shared variables (group_vars/all), as
+        # beside site.yml and playbooks/
+        (play.parent / "group_vars").symlink_to(ROOT / "group_vars")
     (tmp_path / ".work").mkdir()
     (tmp_path / ".work" / "node-image").write_text("localhost/mlops-node:argspec-test\n")
     groups = "".join(f"[{group}]\nlocalhost\n" for group in INVENTORY_GROUPS)
