@@ -77,6 +77,7 @@ if str(ROOT) not in sys.path:
 from bench.hello_app import ANSWER as HELLO_ANSWER  # noqa: E402 - needs ROOT on sys.path
 from tests.support.mlflow_server import MlflowServer  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
+from tests.support.process import stop_group  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ROLE = ROOT / "collections/ansible_collections/mlops/stack/roles/predictor"
@@ -150,24 +151,7 @@ class Service:
             raise
 
     def stop(self) -> None:
-        for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None and not _group_alive(self.proc.pid):
-                    return
-                time.sleep(0.1)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        stop_group(self.proc, term_wait=30.0)
 
 
 def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -20,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from bench import serve_bench as sb
+from tests.support.http_server import running_servers
 from tests.support.net import free_port
+from tests.support.tools import required_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 RIGHT = b'{"predictions": ["setosa"]}'
@@ -32,13 +33,11 @@ LOAD = sb.LoadSettings(duration=1, warmup=0, connections=2, threads=1)
 
 @pytest.fixture(scope="module", autouse=True)
 def wrk() -> str:
-    path = shutil.which("wrk")
-    if path is None:
-        pytest.fail(
-            "wrk is missing: scripts/bootstrap.sh --test (or --bench) installs it "
-            "(apt-get install wrk); the benchmark's tests do not run without it"
-        )
-    return path
+    return required_tool(
+        "wrk",
+        "scripts/bootstrap.sh --test (or --bench) installs it "
+        "(apt-get install wrk); the benchmark's tests do not run without it",
+    )
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -91,18 +90,9 @@ class FakeServer(ThreadingHTTPServer):
 
 @pytest.fixture
 def fake() -> Iterator[Callable[[str], FakeServer]]:
-    servers: list[FakeServer] = []
-
-    def start(mode: str) -> FakeServer:
-        server = FakeServer(mode)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    """``fake(mode)``: a started FakeServer answering as ``mode`` says."""
+    with running_servers() as servers:
+        yield lambda mode: servers.start(FakeServer(mode))
 
 
 def drive(url: str, tmp_path: Path, workers: int = 1, load: sb.LoadSettings = LOAD) -> sb.Result:

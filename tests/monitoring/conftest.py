@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+
+from tests.support.tools import required_tool
 
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
     """Path of promtool; the tests fail (not skip) without it: it is part of the toolchain."""
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool not found: install the Debian package with "
-            "`apt-get install -y --no-install-recommends prometheus` "
-            "(scripts/bootstrap.sh does this)"
-        )
-    return path
+    return required_tool(
+        "promtool",
+        "install the Debian package with "
+        "`apt-get install -y --no-install-recommends prometheus` "
+        "(scripts/bootstrap.sh does this)",
+    )

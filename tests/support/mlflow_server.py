@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.support.net import free_port, wait_http
+from tests.support.process import stop_group
 
 
 class MlflowServer:
@@ -81,22 +79,4 @@ class MlflowServer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                # reaped first: an unreaped leader would keep its group "alive"
-                if proc.poll() is not None and not _group_alive(proc.pid):
-                    return
-                time.sleep(0.1)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a pid reused by someone else's group: not ours any more
-        return False
-    return True
+        stop_group(proc, term_wait=20.0)

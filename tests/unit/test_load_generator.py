@@ -9,7 +9,6 @@ quiet. Short runs at high rates keep every test around a second.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.support.http_server import running_servers
 from tests.support.load import IRIS_BODY, Load, LoadResult
 
 ROWS = len(IRIS_BODY["instances"])
@@ -37,8 +37,8 @@ class Answer:
 Behaviour = Callable[[bytes], Answer]
 
 
-def serve(behaviour: Behaviour) -> tuple[ThreadingHTTPServer, str]:
-    """A server on a free loopback port whose POST answers come from ``behaviour``."""
+def tiny_server(behaviour: Behaviour) -> ThreadingHTTPServer:
+    """A server bound to a free loopback port whose POST answers come from ``behaviour``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -56,26 +56,18 @@ def serve(behaviour: Behaviour) -> tuple[ThreadingHTTPServer, str]:
         def log_message(self, format: str, *args: object) -> None:
             pass  # a line per request on stderr would drown the test output
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(
-        target=server.serve_forever, args=(0.05,), name="tiny-server", daemon=True
-    ).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/predict"
+    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+
+def predict_url(server: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}/predict"
 
 
 @pytest.fixture
 def server() -> Iterator[Callable[[Behaviour], str]]:
-    started: list[ThreadingHTTPServer] = []
-
-    def start(behaviour: Behaviour) -> str:
-        srv, url = serve(behaviour)
-        started.append(srv)
-        return url
-
-    yield start
-    for srv in started:
-        srv.shutdown()
-        srv.server_close()
+    """``server(behaviour)``: the URL of a started tiny_server."""
+    with running_servers() as servers:
+        yield lambda behaviour: predict_url(servers.start(tiny_server(behaviour)))
 
 
 def run(url: str, **options: object) -> LoadResult:
@@ -143,12 +135,21 @@ def test_200_from_an_unexpected_version_fails(server, version: str | None, error
     assert result.versions == ({version: result.sent} if version else {}), result.summary()
 
 
-def test_expected_versions_change_during_the_run(server) -> None:
+def version_3_running(
+    server: Callable[[Behaviour], str], duration: float
+) -> tuple[Load, list[str]]:
+    """A load expecting version 3, 0.2 s into its run against a server answering as
+    ``serving[0]`` (version "3" until the caller changes it)."""
     serving = ["3"]
     url = server(lambda _: Answer(version=serving[0]))
-    load = Load(url, expected_versions={"3"}, rate=100, duration=0.6, threads=8)
+    load = Load(url, expected_versions={"3"}, rate=100, duration=duration, threads=8)
     load.start()
     time.sleep(0.2)
+    return load, serving
+
+
+def test_expected_versions_change_during_the_run(server) -> None:
+    load, serving = version_3_running(server, duration=0.6)
     load.expect_versions({"3", "4"})
     # A request is judged by the versions expected when it was sent: the ones
     # in flight under {"3"} finish before the server moves on.
@@ -162,11 +163,7 @@ def test_expected_versions_change_during_the_run(server) -> None:
 
 
 def test_version_moving_without_the_caller_expecting_it_fails(server) -> None:
-    serving = ["3"]
-    url = server(lambda _: Answer(version=serving[0]))
-    load = Load(url, expected_versions={"3"}, rate=100, duration=0.4, threads=8)
-    load.start()
-    time.sleep(0.2)
+    load, serving = version_3_running(server, duration=0.4)
     serving[0] = "4"
     result = load.join(timeout=10)
     assert 0 < result.failed < result.sent, result.summary()
@@ -182,9 +179,9 @@ def test_server_error_fails(server) -> None:
 
 
 def test_refused_connection_fails(server) -> None:
-    srv, url = serve(lambda _: Answer())
+    srv = tiny_server(lambda _: Answer())
     srv.server_close()  # the port is free again: nothing listens
-    result = run(url, duration=0.2)
+    result = run(predict_url(srv), duration=0.2)
     assert result.failed == result.sent > 0, result.summary()
     assert result.statuses == {"error": result.sent}
 

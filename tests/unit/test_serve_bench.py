@@ -1,6 +1,6 @@
 """bench/serve_bench.py without servers: reading wrk, checking answers, the FAIL rules.
 
-The wrk outputs below are real ones (wrk 4.1.0, Debian), taken against a small
+The wrk outputs in tests/unit/wrk/ are real ones (wrk 4.1.0, Debian), taken against a small
 local server that answered 200, answered 500, closed its keep-alive connections
 (read errors) and answered after wrk's timeout; wrk prints the "Non-2xx" and
 "Socket errors" lines only when their counts are not zero.
@@ -18,72 +18,18 @@ import yaml
 
 from bench import serve_bench as sb
 
-WRK_CLEAN = """\
-Running 1s test @ http://127.0.0.1:18081/predict
-  1 threads and 2 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency    42.12ms    8.53ms  44.17ms   96.00%
-    Req/Sec    45.45      9.34    60.00     72.73%
-  Latency Distribution
-     50%   43.96ms
-     75%   43.99ms
-     90%   44.05ms
-     99%   44.17ms
-  50 requests in 1.10s, 6.96KB read
-Requests/sec:     45.45
-Transfer/sec:      6.32KB
-"""
+WRK = Path(__file__).with_name("wrk")
 
-WRK_NON_2XX = """\
-Running 1s test @ http://127.0.0.1:18082/predict
-  1 threads and 2 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency    42.36ms    8.85ms  48.00ms   95.65%
-    Req/Sec    46.00      6.99    60.00     90.00%
-  Latency Distribution
-     50%   44.00ms
-     75%   44.02ms
-     90%   44.12ms
-     99%   48.00ms
-  46 requests in 1.00s, 7.31KB read
-  Non-2xx or 3xx responses: 46
-Requests/sec:     45.82
-Transfer/sec:      7.28KB
-"""
 
-WRK_READ_ERRORS = """\
-Running 1s test @ http://127.0.0.1:18084/predict
-  1 threads and 2 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     0.00us    0.00us   0.00us    -nan%
-    Req/Sec     0.00      0.00     0.00      -nan%
-  Latency Distribution
-     50%    0.00us
-     75%    0.00us
-     90%    0.00us
-     99%    0.00us
-  0 requests in 1.10s, 0.00B read
-  Socket errors: connect 0, read 2156, write 0, timeout 0
-Requests/sec:      0.00
-Transfer/sec:       0.00B
-"""
+def wrk_output(name: str) -> str:
+    """A captured wrk output, verbatim, from tests/unit/wrk/."""
+    return (WRK / f"{name}.txt").read_text()
 
-WRK_TIMEOUTS = """\
-Running 5s test @ http://127.0.0.1:18083/predict
-  1 threads and 2 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     0.00us    0.00us   0.00us    -nan%
-    Req/Sec     0.00      0.00     0.00    100.00%
-  Latency Distribution
-     50%    0.00us
-     75%    0.00us
-     90%    0.00us
-     99%    0.00us
-  2 requests in 5.02s, 276.00B read
-  Socket errors: connect 0, read 0, write 0, timeout 2
-Requests/sec:      0.40
-Transfer/sec:      55.02B
-"""
+
+WRK_CLEAN = wrk_output("clean")
+WRK_NON_2XX = wrk_output("non_2xx")
+WRK_READ_ERRORS = wrk_output("read_errors")
+WRK_TIMEOUTS = wrk_output("timeouts")
 
 
 # ------------------------------------------------------------------ wrk
