@@ -105,16 +105,30 @@ def test_collection_passes_ansible_test_sanity():
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
 
 
-def collections_used_by_the_collection() -> set[str]:
-    """namespace.name of every module (FQCN task key) the shipped roles call."""
+# a module called as a task key, or an inventory plugin named in an inventory
+FQCN_USE = re.compile(
+    r"^\s*(?:-?\s*([a-z_]+\.[a-z_]+)\.[a-z_]+:|plugin:\s*([a-z_]+\.[a-z_]+)\.[a-z_]+)\s*$", re.M
+)
+
+
+def collections_used(paths: list[Path]) -> set[str]:
+    """namespace.name of every module (FQCN task key) or inventory plugin in ``paths``."""
     used: set[str] = set()
-    fqcn = re.compile(r"^\s*-?\s*([a-z_]+\.[a-z_]+)\.[a-z_]+:\s*$", re.M)
-    for path in COLLECTION.rglob("*.yml"):
-        parts = path.relative_to(COLLECTION).parts
-        if parts[0] not in {"roles", "plugins"} or "molecule" in parts:
-            continue
-        used |= set(fqcn.findall(path.read_text()))
+    for path in paths:
+        used |= {task or plugin for task, plugin in FQCN_USE.findall(path.read_text())}
     return used - {"ansible.builtin", "mlops.stack"}
+
+
+def collections_used_by_the_collection() -> set[str]:
+    """namespace.name of every module the shipped roles call."""
+    return collections_used(
+        [
+            path
+            for path in COLLECTION.rglob("*.yml")
+            if path.relative_to(COLLECTION).parts[0] in {"roles", "plugins"}
+            and "molecule" not in path.parts
+        ]
+    )
 
 
 def test_galaxy_depends_on_exactly_the_collections_the_roles_use():
@@ -124,3 +138,23 @@ def test_galaxy_depends_on_exactly_the_collections_the_roles_use():
     assert used, "no FQCN found: is the pattern still right?"
     assert declared == used, f"galaxy.yml declares {sorted(declared)}, the roles use {sorted(used)}"
     assert (COLLECTION / galaxy["readme"]).is_file(), f"galaxy.yml names {galaxy['readme']}"
+
+
+def test_requirements_yml_installs_what_the_repository_uses():
+    """requirements.yml (ansible-galaxy collection install -r) names this repository's
+    collection and every collection its playbooks, site roles and inventories use, with
+    galaxy.yml's version constraints for the collection's own dependencies."""
+    wanted = yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]
+    local = [entry for entry in wanted if entry.get("type") == "dir"]
+    assert [(ROOT / entry["name"]).resolve() for entry in local] == [COLLECTION.resolve()]
+    listed = {entry["name"]: entry.get("version") for entry in wanted if entry not in local}
+    own = [ROOT / "site.yml", *(ROOT / "playbooks").glob("*.yml"), *(ROOT / "roles").rglob("*.yml")]
+    own += list((ROOT / "inventories").rglob("*.yml"))
+    used = collections_used(own) | collections_used_by_the_collection()
+    assert "google.cloud" in used, "the gcp_compute inventory plugin was not found"
+    assert set(listed) == used, (
+        f"requirements.yml lists {sorted(listed)}, the repository uses {sorted(used)}"
+    )
+    galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
+    for name, version in galaxy["dependencies"].items():
+        assert listed[name] == version, f"{name}: {listed[name]} here, {version} in galaxy.yml"
