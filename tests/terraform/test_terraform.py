@@ -612,7 +612,8 @@ def test_mlflow_server_mounts_its_data_disk_first() -> None:
     assert "mlflow_server_data_device" in str(first.get("when")), (
         "the data disk tasks run only when a device is set"
     )
-    tasks = yaml.safe_load((role / "tasks" / str(first[key])).read_text())
+    included = first[key]["file"] if isinstance(first[key], dict) else first[key]
+    tasks = yaml.safe_load((role / "tasks" / str(included)).read_text())
     modules = [next(k for k in t if "." in k) for t in tasks]
     assert "community.general.filesystem" in modules
     assert "ansible.posix.mount" in modules
