@@ -33,10 +33,7 @@ create_venv() {
   log "creating the project venv in .venv"
   [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
   quiet_pip install -q --upgrade pip
-  # No byte-compiling of every file up front (the ansible package alone has
-  # thousands that this controller never imports): Python compiles what it
-  # imports, once, into this writable venv.
-  (cd "$ROOT" && quiet_pip install -q --no-compile -r requirements-dev.txt)
+  (cd "$ROOT" && quiet_pip install -q -r requirements-dev.txt)
   echo "$want" > "$stamp"
 }
 
