@@ -245,8 +245,11 @@ def test_openapi_document(client: FlaskClient) -> None:
     assert resp.status_code == 200
     doc = resp.get_json()
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {
+    assert set(doc["paths"]) >= {
         "/predict", "/health", "/ready", "/model", "/metrics", "/openapi.json",
+        "/ping", "/version", "/invocations", "/v2", "/v2/health/live", "/v2/health/ready",
+        "/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
     }  # fmt: skip
     predict = doc["paths"]["/predict"]["post"]
     assert set(predict["responses"]) >= {"200", "400", "413", "415", "503"}
@@ -314,7 +317,7 @@ def test_metrics_count_requests_and_predictions(app: Flask) -> None:
     assert buckets["+Inf"] >= buckets["8.0"] >= buckets["0.5"]
     assert [v for _, v in iter_samples(after, "predictor_registry_up")] == [1.0]
     durations = [lab for lab, _ in iter_samples(after, "predictor_request_duration_seconds_count")]
-    assert {"endpoint": "/predict"} in durations
+    assert {"endpoint": "/predict", "protocol": "predictor"} in durations
 
 
 def test_not_ready_until_a_model_is_loaded(make_app: Any, serving_models: Any) -> None:

@@ -1,12 +1,25 @@
 """The predictor's Flask application factory.
 
 Endpoints: ``POST /predict``, ``GET /health``, ``/ready``, ``/model``, ``/metrics``,
-``/openapi.json``. Every error, including 404/405/413 and server faults, is JSON
-``{"error": <code>, "detail": <text>}``; no client input produces a 5xx.
+``/openapi.json``; MLflow's scoring protocol (``GET /ping``, ``/version``, ``POST
+/invocations``, :mod:`~mlops_model.serving.protocols.mlflow_scoring`) and the Open
+Inference Protocol V2 (``/v2/...``, :mod:`~mlops_model.serving.protocols.v2`). Every
+error, including 404/405/413 and server faults, is JSON in the format of the
+path's protocol: ``{"error": <code>, "detail": <text>}`` for the predictor's own
+endpoints, ``{"error_code": ..., "message": ...}`` for MLflow's, ``{"error": <text>}``
+for V2; no client input produces a 5xx.
+
+``/health`` keeps its meaning (liveness: 200 while the process runs). In MLflow's
+scoring server ``/health`` is a synonym of ``/ping`` and both answer 200 once the
+model is loaded, which MLflow's server always is once it listens; here ``/ping``
+is that readiness check (503 until a model is loaded) and ``/health`` stays the
+liveness check that systemd, the role's checks and the gateway documentation rely
+on. With a model loaded, both answer 200, as MLflow's do.
 
 A small WSGI layer in front of Flask (:class:`_Front`) answers the plain successful
-``POST /predict`` without Flask's per-request machinery and hands everything else
-to Flask; both compute the answer with the same function, byte for byte.
+``POST /predict``, ``POST /invocations`` (JSON) and V2 infer without Flask's
+per-request machinery and hands everything else to Flask; both compute the answer
+with the same function, byte for byte.
 """
 
 from __future__ import annotations
@@ -28,6 +41,8 @@ from mlops_model.serving.holder import FloatArray, LoadedModel, ModelHolder
 from mlops_model.serving.loader import RegistryLoader
 from mlops_model.serving.metrics import Metrics
 from mlops_model.serving.openapi import build_openapi
+from mlops_model.serving.protocols import mlflow_scoring, routes, v2
+from mlops_model.serving.protocols.routing import MLFLOW, V2, classify, protocol_of
 from mlops_model.serving.settings import Settings
 from mlops_model.serving.validation import parse_json, to_features
 from mlops_model.serving.watcher import ModelWatcher
@@ -36,7 +51,6 @@ log = logging.getLogger(__name__)
 
 EXTENSION = "mlops_predictor"
 JSON = "application/json"
-KNOWN_PATHS = frozenset({"/predict", "/health", "/ready", "/model", "/metrics", "/openapi.json"})
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _CLASS_LIST = list(CLASS_NAMES)
 _HTTP_CODES = {
@@ -45,6 +59,15 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+}
+# Our error codes by status, as MLflow's error codes (for the /invocations family).
+_MLFLOW_CODES = {
+    400: "BAD_REQUEST",
+    404: "ENDPOINT_NOT_FOUND",
+    405: "BAD_REQUEST",
+    413: "RESOURCE_LIMIT_EXCEEDED",
+    415: "BAD_REQUEST",
+    503: "TEMPORARILY_UNAVAILABLE",
 }
 
 
@@ -81,6 +104,14 @@ def _json_response(payload: Any, status: int = 200) -> Response:
 
 
 def error_response(status: int, code: str, detail: str) -> Response:
+    """An error in the format of the request path's protocol (inside a request)."""
+    protocol = protocol_of(request.path)
+    if protocol == MLFLOW:
+        mlflow_code = code if code.isupper() else _MLFLOW_CODES.get(status, "INTERNAL_ERROR")
+        body = mlflow_scoring.error_body(mlflow_code, detail)
+        return Response(body, status=status, mimetype=JSON)
+    if protocol == V2:
+        return Response(v2.error_body(detail), status=status, mimetype=JSON)
     return _json_response({"error": code, "detail": detail}, status)
 
 
@@ -112,11 +143,13 @@ class _Front:
     """WSGI middleware in front of the Flask app, for the cost of the hot path.
 
     * starts the watcher on the first request (``autostart``);
-    * answers the plain successful ``POST /predict`` itself: ``Content-Type:
-      application/json``, a ``Content-Length`` within the limit, a body that
-      validates, a model loaded. Everything else (any error, chunked bodies, other
-      content types, other endpoints) goes to Flask, with the body already read
-      handed over, so every answer but the plain success is Flask's own. Flask's
+    * answers the plain successful ``POST /predict``, ``POST /invocations`` and V2
+      infer (of the served model, without a version in the path) itself:
+      ``Content-Type: application/json`` (V2: any, without binary data), a
+      ``Content-Length`` within the limit, a body that validates, a model loaded.
+      Everything else (any error, chunked bodies, other content types, other
+      endpoints) goes to Flask, with the body already read handed over, so every
+      answer but the plain success is Flask's own. Flask's
       request context, routing and response objects cost about as much as the
       prediction itself;
     * counts and times every request, 404s and faults included (what Flask
@@ -134,6 +167,13 @@ class _Front:
         self.holder = service.holder
         self.metrics = service.metrics
         self.observe = service.metrics.observe_request
+        self.model_name = settings.model_name
+        self.v2_infer = f"/v2/models/{settings.model_name}/infer"
+        self.fast = {
+            "/predict": self._predict_body,
+            "/invocations": self._invocations_body,
+            self.v2_infer: self._v2_body,
+        }
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         started = time.perf_counter()
@@ -141,7 +181,8 @@ class _Front:
             self.service.start()
         path = "/" + str(environ.get("PATH_INFO", "")).lstrip("/")  # as werkzeug's request.path
         method = environ.get("REQUEST_METHOD", "")
-        answer = self._predict(environ) if path == "/predict" and method == "POST" else None
+        handler = self.fast.get(path) if method == "POST" else None
+        answer = None if handler is None else self._fast_answer(environ, path, handler)
         if answer is not None:
             body, version = answer
             start_response(
@@ -163,17 +204,35 @@ class _Front:
 
             result = self.flask_app(environ, record_status)
             status = int(statuses[-1].split(" ", 1)[0]) if statuses else 500
+        endpoint, protocol = classify(path)
         self.observe(
-            path if path in KNOWN_PATHS else "other",
+            endpoint,
             method if method in KNOWN_METHODS else "other",
             status,
             time.perf_counter() - started,
+            protocol,
         )
         return result
 
-    def _predict(self, environ: dict[str, Any]) -> tuple[bytes, str] | None:
-        """The body and model version of a plain successful prediction, or None for Flask."""
-        if environ.get("CONTENT_TYPE") != JSON:
+    def _predict_body(self, raw: bytes, model: LoadedModel) -> bytes:
+        return _prediction(model, to_features(parse_json(raw), self.max_rows), self.metrics)
+
+    def _invocations_body(self, raw: bytes, model: LoadedModel) -> bytes:
+        x = mlflow_scoring.features(raw, "json", self.max_rows)
+        return mlflow_scoring.predictions(model, x, self.metrics)
+
+    def _v2_body(self, raw: bytes, model: LoadedModel) -> bytes:
+        request = v2.parse_infer(raw, self.max_rows)
+        return v2.infer_response(model, request, self.metrics, self.model_name)
+
+    def _fast_answer(
+        self, environ: dict[str, Any], path: str, handler: Any
+    ) -> tuple[bytes, str] | None:
+        """The body and model version of a plain successful answer, or None for Flask."""
+        if path == self.v2_infer:
+            if "HTTP_INFERENCE_HEADER_CONTENT_LENGTH" in environ:
+                return None
+        elif environ.get("CONTENT_TYPE") != JSON:
             return None
         length = str(environ.get("CONTENT_LENGTH") or "")
         if not length.isdigit() or int(length) > self.max_body:
@@ -182,8 +241,7 @@ class _Front:
         model = self.holder.current  # read once: this request finishes on this model
         try:
             if len(raw) == int(length) and model is not None:
-                x = to_features(parse_json(raw), self.max_rows)
-                return _prediction(model, x, self.metrics), model.version
+                return handler(raw, model), model.version
         except Exception:  # noqa: S110 - Flask answers it again, with its error handling
             pass
         environ["wsgi.input"] = io.BytesIO(raw)
@@ -206,6 +264,22 @@ def create_app(settings: Settings | None = None, *, autostart: bool = True) -> F
         reason = watcher.last_error
         detail = f"{not_loaded_detail} (last error: {reason})" if reason else not_loaded_detail
         return error_response(503, "model_not_loaded", detail)
+
+    def loaded() -> LoadedModel:
+        """The current model, or a 503 ClientError (rendered in the path's protocol)."""
+        model = holder.current  # read once: the request finishes on this model
+        if model is None:
+            reason = watcher.last_error
+            detail = f"{not_loaded_detail} (last error: {reason})" if reason else not_loaded_detail
+            raise ClientError(503, "model_not_loaded", detail)
+        return model
+
+    def read_body() -> bytes:
+        raw = request.get_data(cache=False)  # 413 here when Content-Length is over the limit
+        if request.content_length is None and len(raw) >= settings.max_body_bytes:
+            # A chunked body is cut at the limit by werkzeug, silently: treat it as too large.
+            raise RequestEntityTooLarge()
+        return raw
 
     app.wsgi_app = _Front(  # type: ignore[method-assign]
         app.wsgi_app, service, settings, autostart
@@ -247,11 +321,7 @@ def create_app(settings: Settings | None = None, *, autostart: bool = True) -> F
                 "unsupported_media_type",
                 f"Content-Type must be {JSON}, got {request.mimetype or 'none'}",
             )
-        raw = request.get_data(cache=False)  # 413 here when Content-Length is over the limit
-        if request.content_length is None and len(raw) >= settings.max_body_bytes:
-            # A chunked body is cut at the limit by werkzeug, silently: treat it as too large.
-            raise RequestEntityTooLarge()
-        x = to_features(parse_json(raw), settings.max_rows)
+        x = to_features(parse_json(read_body()), settings.max_rows)
         model = holder.current  # read once: this request finishes on this model
         if model is None:
             return not_loaded()
@@ -301,5 +371,7 @@ def create_app(settings: Settings | None = None, *, autostart: bool = True) -> F
     @app.get("/openapi.json")
     def openapi() -> Response:
         return Response(service.openapi, status=200, mimetype=JSON)
+
+    routes.register(app, holder, metrics, settings, read_body, loaded)
 
     return app

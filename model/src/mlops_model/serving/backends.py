@@ -64,6 +64,8 @@ class Prepared:
     fallback: BackendFallback | None = None
     feature_order: list[int] | None = None
     class_order: list[int] | None = None
+    # The model's own label of each probability column (None: written by an older predictor)
+    labels: list[int | str] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -84,6 +86,7 @@ class Prepared:
                 fallback=BackendFallback(str(fb["reason"]), str(fb["detail"])) if fb else None,
                 feature_order=doc.get("feature_order"),
                 class_order=doc.get("class_order"),
+                labels=doc.get("labels"),
             )
         except (KeyError, TypeError) as exc:
             raise ModelLoadError(f"unexpected {PREPARED_FILE}: {exc!r}") from exc
@@ -124,6 +127,7 @@ def prepare(
         fallback=fallback,
         feature_order=sklearn.feature_order,
         class_order=sklearn.class_order,
+        labels=sklearn.column_labels,
     )
     _write_atomic(model_dir / PREPARED_FILE, prepared.to_json().encode())
     return prepared

@@ -64,6 +64,10 @@ class LoadedModel:
     backend: InferenceBackend
     # "registry", or "cache" when a worker started while the registry was unreachable.
     source: str = "registry"
+    # The model's own label of each probability column (what its ``predict`` returns,
+    # and so what MLflow's scoring server answers): class indices for the trainer's
+    # models, class names for a model fitted on names.
+    labels: tuple[int | str, ...] = (0, 1, 2)
 
     @property
     def backend_name(self) -> str:

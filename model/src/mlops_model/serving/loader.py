@@ -166,6 +166,7 @@ class RegistryLoader:
             loaded_at=datetime.now(UTC),
             backend=backend,
             source=source,
+            labels=tuple(prepared.labels) if prepared.labels else (0, 1, 2),
         )
 
     # -- last-known-good cache: <cache>/<name>/v<version>/ and <cache>/<name>/<alias>.json ---

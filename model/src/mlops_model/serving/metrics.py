@@ -96,8 +96,11 @@ class Metrics:
         )
         self.duration = Histogram(
             "predictor_request_duration_seconds",
-            "Time from request start to response, by endpoint.",
-            ["endpoint"],
+            "Time from request start to response, by endpoint and protocol (predictor, "
+            "mlflow, v2, other); its _count is the requests per protocol.",
+            # protocol is a function of endpoint: no more series, and requests_total
+            # keeps the label set that the role's verify step parses
+            ["endpoint", "protocol"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
@@ -179,13 +182,15 @@ class Metrics:
             self.backend_fallbacks.labels(reason).inc(0)
 
     # -- request path ---------------------------------------------------------
-    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        key = (endpoint, method, status)
+    def observe_request(
+        self, endpoint: str, method: str, status: int, seconds: float, protocol: str = "predictor"
+    ) -> None:
+        key = (endpoint, method, status)  # the endpoint decides the protocol
         children = self._request_children.get(key)
         if children is None:
             children = (
                 self.requests.labels(endpoint, method, str(status)),
-                self.duration.labels(endpoint),
+                self.duration.labels(endpoint, protocol),
             )
             self._request_children[key] = children
         children[0].inc()

@@ -93,6 +93,13 @@ class SklearnBackend:
         return self._class_order
 
     @property
+    def column_labels(self) -> list[int | str]:
+        """The model's own label of each answer column (what its ``predict`` returns)."""
+        labels = [c.item() if isinstance(c, np.generic) else c for c in self.estimator.classes_]
+        order = self._class_order or range(len(labels))
+        return [labels[i] for i in order]
+
+    @property
     def feature_order(self) -> list[int] | None:
         """The model's input column ``j`` is schema feature ``feature_order[j]`` (None: same)."""
         names = self._feature_names

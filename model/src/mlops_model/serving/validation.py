@@ -161,12 +161,21 @@ def _positional(rows: list[list[Any]]) -> FloatArray:
                     f"instances[{i}] has {len(row)} values, expected {_WIDTH}: "
                     f"{', '.join(FEATURE_NAMES)}",
                 )
+    return number_rows(rows, lambda i, j: f"instances[{i}][{j}] ({FEATURE_NAMES[j]})")
+
+
+def number_rows(rows: list[list[Any]], where: Any) -> FloatArray:
+    """Rows of equal width -> float64 array; every value a finite JSON number.
+
+    ``where(i, j)`` names a value in the error (the shared rule of every protocol:
+    booleans, strings, nulls, NaN and infinities are refused with 400).
+    """
     if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
         for i, row in enumerate(rows):
             for j, value in enumerate(row):
                 if type(value) not in _NUMBER_TYPES:
-                    raise _bad_value(f"instances[{i}][{j}] ({FEATURE_NAMES[j]})", value)
-    return _finish(rows, lambda i, j: f"instances[{i}][{j}] ({FEATURE_NAMES[j]})")
+                    raise _bad_value(where(i, j), value)
+    return _finish(rows, where)
 
 
 def _named(rows: list[dict[str, Any]], single: bool) -> FloatArray:
