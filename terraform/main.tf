@@ -521,3 +521,56 @@ resource "google_service_account_iam_member" "nodes_user" {
   role               = "roles/iam.serviceAccountUser"
   member             = each.value
 }
+
+# ---------------------------------------------------------------- predictor image
+# The Docker repository the release workflow pushes the predictor image to
+# (tags: the collection version and the commit). Tags are immutable: a
+# release never changes under a deployment that pinned it. Only the
+# principals in image_publishers may push (on this repository, no project
+# role); Cloud Run in the same project pulls with its own service agent.
+
+locals {
+  image_repository_id       = var.image_repository_id != "" ? var.image_repository_id : "${var.name_prefix}-images"
+  image_repository_location = var.image_repository_location != "" ? var.image_repository_location : var.region
+}
+
+resource "google_artifact_registry_repository" "images" {
+  # checkov:skip=CKV_GCP_84: encrypted at rest with Google-managed keys; the image holds no secret (credentials come at run time) and a customer-managed key would be one more thing to rotate and lose
+  count                  = var.create_image_repository ? 1 : 0
+  repository_id          = local.image_repository_id
+  location               = local.image_repository_location
+  format                 = "DOCKER"
+  description            = "OCI images of the mlops-stack predictor (${var.name_prefix})"
+  labels                 = local.common_labels
+  cleanup_policy_dry_run = false
+
+  docker_config {
+    immutable_tags = true
+  }
+
+  cleanup_policies {
+    id     = "keep-newest"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = var.image_keep_versions
+    }
+  }
+
+  cleanup_policies {
+    id     = "delete-old-untagged"
+    action = "DELETE"
+    condition {
+      tag_state  = "UNTAGGED"
+      older_than = "2592000s"
+    }
+  }
+}
+
+resource "google_artifact_registry_repository_iam_member" "image_publishers" {
+  for_each   = var.create_image_repository ? toset(var.image_publishers) : toset([])
+  project    = google_artifact_registry_repository.images[0].project
+  location   = google_artifact_registry_repository.images[0].location
+  repository = google_artifact_registry_repository.images[0].name
+  role       = "roles/artifactregistry.writer"
+  member     = each.value
+}

@@ -65,3 +65,8 @@ output "inventory_environment" {
     GCP_SSH_USER        = var.ssh_user
   }
 }
+
+output "predictor_image_repository" {
+  description = "Where the release workflow pushes the predictor image (the repository's registry_uri; the image is <this>/predictor); empty without the repository. Set it as the GitHub variable GCP_IMAGE_REPOSITORY."
+  value       = try(google_artifact_registry_repository.images[0].registry_uri, "")
+}

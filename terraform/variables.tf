@@ -267,3 +267,55 @@ variable "deletion_protection" {
   type        = bool
   default     = false
 }
+
+# ---------------------------------------------------------------- predictor image
+
+variable "create_image_repository" {
+  description = "Create the Artifact Registry Docker repository the release workflow pushes the predictor image to (.github/workflows/release.yml)."
+  type        = bool
+  default     = true
+}
+
+variable "image_repository_id" {
+  description = "ID of the Artifact Registry repository of the predictor image; empty: <name_prefix>-images."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.image_repository_id == "" || can(regex("^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", var.image_repository_id))
+    error_message = "image_repository_id must be empty or 1-63 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "image_repository_location" {
+  description = "Location of the image repository: a region (europe-west1) or a multi-region (europe, us, asia); empty: var.region, where Cloud Run pulls it from."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.image_repository_location == "" || can(regex("^[a-z]+(-[a-z]+[0-9]+)?$", var.image_repository_location))
+    error_message = "image_repository_location must be empty, a region such as europe-west1 or a multi-region such as europe."
+  }
+}
+
+variable "image_publishers" {
+  description = "Principals that may push to the image repository (roles/artifactregistry.writer on it, nothing else): the service account the release workflow impersonates through Workload Identity Federation (only jobs of the protected gcp-production environment can), e.g. serviceAccount:deployer@PROJECT.iam.gserviceaccount.com."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.image_publishers : can(regex("^(serviceAccount|user|group|principal|principalSet):.+", m))])
+    error_message = "image_publishers must hold IAM members such as serviceAccount:NAME@PROJECT.iam.gserviceaccount.com or principalSet://iam.googleapis.com/..."
+  }
+}
+
+variable "image_keep_versions" {
+  description = "How many of the newest image versions the repository's cleanup policy always keeps; older untagged ones are deleted after 30 days, tagged releases are kept."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.image_keep_versions >= 1 && var.image_keep_versions <= 1000 && floor(var.image_keep_versions) == var.image_keep_versions
+    error_message = "image_keep_versions must be a whole number from 1 to 1000."
+  }
+}
