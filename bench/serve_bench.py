@@ -77,7 +77,7 @@ if str(ROOT) not in sys.path:
 from bench.hello_app import ANSWER as HELLO_ANSWER  # noqa: E402 - needs ROOT on sys.path
 from tests.support.mlflow_server import MlflowServer  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
-from tests.support.process import stop_group  # noqa: E402
+from tests.support.process import start_in_session, stop_group  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ROLE = ROOT / "collections/ansible_collections/mlops/stack/roles/predictor"
@@ -118,15 +118,7 @@ class Service:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path) -> None:
         self.name = name
         self.log_path = workdir / f"{name}.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = start_in_session(argv, env, workdir, self.log_path)
 
     @property
     def pid(self) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -34,7 +33,7 @@ from mlops_model.serving.settings import Settings
 
 from tests.support.mlflow_server import MlflowServer
 from tests.support.net import free_port, wait_http
-from tests.support.process import stop_group
+from tests.support.process import start_in_session, stop_group
 
 MODEL = "contract-iris"
 ALIAS = "champion"
@@ -261,15 +260,7 @@ def mlflow_serve(
         "--env-manager", "local", "-w", "1",
         "-h", "127.0.0.1", "-p", str(port),
     ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=work,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_in_session(argv, env, work, log)
     try:
         url = f"http://127.0.0.1:{port}"
         try:

@@ -8,6 +8,18 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
+
+
+def start_in_session(
+    argv: list[str], env: dict[str, str], cwd: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the leader of a process group of its own (stop_group ends
+    it and its children), its output and errors into ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop_group(proc: subprocess.Popen[bytes], term_wait: float, kill_wait: float = 10.0) -> None:

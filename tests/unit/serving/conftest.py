@@ -8,9 +8,17 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from mlops_model.serving.app import create_app, get_service
 from mlops_model.serving.settings import Settings
-from serving_helpers import register_version, set_alias, strong_forest, weak_stump
+from serving_helpers import (
+    MAX_BODY,
+    MAX_ROWS,
+    register_version,
+    set_alias,
+    strong_forest,
+    weak_stump,
+)
 
 
 @dataclass(frozen=True)
@@ -53,3 +61,26 @@ def make_app() -> Iterator[Callable[..., Flask]]:
     yield make
     for app in apps:
         get_service(app).stop(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def app(serving_models: Registered) -> Iterator[Flask]:
+    """One app per test module, serving the registry's champion, with the small
+    limits of serving_helpers (MAX_ROWS, MAX_BODY)."""
+    settings = Settings(
+        model_name=serving_models.name,
+        tracking_uri=serving_models.url,
+        poll_interval=60,
+        max_rows=MAX_ROWS,
+        max_body_bytes=MAX_BODY,
+    )
+    app = create_app(settings, autostart=False)
+    service = get_service(app)
+    assert service.start(wait=60), service.watcher.last_error
+    yield app
+    service.stop()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -11,6 +11,9 @@ import pandas as pd
 from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES, SKOPS_TRUSTED_TYPES
 
 SKOPS_TRUSTED = list(SKOPS_TRUSTED_TYPES)
+# The limits of the module-wide app fixture (conftest.py).
+MAX_ROWS = 50
+MAX_BODY = 64 * 1024
 # A virginica row: the strong forest is sure of it, the one-split stump cannot be.
 PROBE_ROW = [6.3, 3.3, 6.0, 2.5]
 

@@ -8,44 +8,21 @@ with what ``/predict`` says for the same rows. The contract with the real
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES
-from mlops_model.serving.app import create_app, get_service
+from mlops_model.serving.app import get_service
 from mlops_model.serving.metrics import iter_samples
 from mlops_model.serving.protocols.mlflow_scoring import MLFLOW_VERSION
 from mlops_model.serving.protocols.routing import classify
 from mlops_model.serving.settings import Settings
+from serving_helpers import MAX_BODY
 
-MAX_ROWS = 50
-MAX_BODY = 64 * 1024
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5], [6.0, 2.9, 4.5, 1.5]]
 J = "application/json"
-
-
-@pytest.fixture(scope="module")
-def app(serving_models: Any) -> Iterator[Flask]:
-    settings = Settings(
-        model_name=serving_models.name,
-        tracking_uri=serving_models.url,
-        poll_interval=60,
-        max_rows=MAX_ROWS,
-        max_body_bytes=MAX_BODY,
-    )
-    app = create_app(settings, autostart=False)
-    service = get_service(app)
-    assert service.start(wait=60), service.watcher.last_error
-    yield app
-    service.stop()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 @pytest.fixture

@@ -10,35 +10,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES
-from mlops_model.serving.app import create_app, get_service
+from mlops_model.serving.app import get_service
 from mlops_model.serving.metrics import iter_samples
 from mlops_model.serving.settings import Settings
+from serving_helpers import MAX_BODY, MAX_ROWS
 
-MAX_ROWS = 50
-MAX_BODY = 64 * 1024
 ROW = [5.1, 3.5, 1.4, 0.2]
 NAMED = dict(zip(FEATURE_NAMES, ROW, strict=True))
-
-
-@pytest.fixture(scope="module")
-def app(serving_models: Any) -> Iterator[Flask]:
-    settings = Settings(
-        model_name=serving_models.name,
-        tracking_uri=serving_models.url,
-        poll_interval=60,
-        max_rows=MAX_ROWS,
-        max_body_bytes=MAX_BODY,
-    )
-    app = create_app(settings, autostart=False)
-    service = get_service(app)
-    assert service.start(wait=60), service.watcher.last_error
-    yield app
-    service.stop()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def post(client: FlaskClient, body: Any, content_type: str = "application/json") -> Any:
