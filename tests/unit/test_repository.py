@@ -158,3 +158,35 @@ def test_requirements_yml_installs_what_the_repository_uses():
     galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
     for name, version in galaxy["dependencies"].items():
         assert listed[name] == version, f"{name}: {listed[name]} here, {version} in galaxy.yml"
+
+
+def test_the_bundled_collections_satisfy_requirements_yml():
+    """./stack up uses the collections the pinned `ansible` package bundles: each one
+    that requirements.yml names must be in it, at a version inside the range."""
+    import json
+
+    import ansible_collections
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    bundled = [Path(p) for p in ansible_collections.__path__]
+    wanted = yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]
+    for entry in wanted:
+        if entry.get("type") == "dir":
+            continue
+        namespace, name = entry["name"].split(".")
+        manifests = [
+            root / namespace / name / "MANIFEST.json"
+            for root in bundled
+            if (root / namespace / name / "MANIFEST.json").is_file()
+        ]
+        assert manifests, f"{entry['name']} is not bundled with the pinned ansible package"
+        version = json.loads(manifests[0].read_text())["collection_info"]["version"]
+        assert Version(version) in SpecifierSet(entry["version"]), (
+            f"{entry['name']} {version} is bundled, requirements.yml asks for {entry['version']}"
+        )
+
+
+def test_readme_tells_how_to_install_the_collections():
+    readme = (ROOT / "README.md").read_text()
+    assert "ansible-galaxy collection install -r requirements.yml" in readme
