@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -48,6 +49,21 @@ def run_scenario(scenario: Path, log: Path) -> int:
         ).returncode
 
 
+def make_the_node_key() -> None:
+    """The controller's SSH key for the nodes, made once before the scenarios start:
+    every scenario's create step makes it on first use, and two of them at once on
+    a fresh clone could each write half of it."""
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ansible")), "localhost", "-c", "local",
+            "-m", "ansible.builtin.include_role", "-a", "name=local_nodes tasks_from=ssh_key",
+            "-e", f"local_nodes_ssh_dir={ROOT / '.work' / 'ssh'}",
+            "-e", f"ansible_python_interpreter={sys.executable}",
+        ],
+        cwd=ROOT, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def scenario_runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -64,6 +80,7 @@ def scenario_runs(
         if isinstance(item, pytest.Function) and item.originalname == "test_scenario"
     ]
     selected.sort(key=lambda path: -path.read_text().count("- name:"))
+    make_the_node_key()
     logs = tmp_path_factory.mktemp("molecule")
     jobs = int(os.environ.get("MLOPS_MOLECULE_JOBS", "2"))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
