@@ -8,9 +8,9 @@ export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
 export ANSIBLE_HOME="$WORK/ansible"
 export XDG_CACHE_HOME="$WORK/cache"
 # What is slow to fetch and the same for every checkout (pip's downloads, the
-# node wheelhouse) is kept per machine, outside the work tree, so a fresh
+# node wheelhouse, the inference clients' venv) is kept per machine, outside the work tree, so a fresh
 # clone (CI) reuses it; anything missing there is fetched again.
-MLOPS_CACHE="${MLOPS_CACHE:-${HOME:-/root}/.cache/mlops-stack}"
+export MLOPS_CACHE="${MLOPS_CACHE:-${HOME:-/root}/.cache/mlops-stack}"
 export PIP_CACHE_DIR="$MLOPS_CACHE/pip"
 export CONTAINERS_CONF="$ROOT/scripts/containers.conf"
 export MLOPS_NODE_IMAGE_FILE="$WORK/node-image"
