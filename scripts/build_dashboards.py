@@ -70,6 +70,8 @@ PREDICTOR_SEL = f"{{{PREDICTORS}}}"
 PREDICT_SEL = f"{{{PREDICTORS}, {PREDICT}}}"
 ERRORS_SEL = f'{{{PREDICTORS}, status=~"5.."}}'
 FEATURE_SEL = f'{{{PREDICTORS}, feature=~"$feature"}}'
+# The drift recording rules (prometheus role) sum over all predictors: no instance label.
+DRIFT_FEATURE_SEL = '{feature=~"$feature"}'
 HOST_SEL = f"{{{HOSTS}}}"
 FS_SEL = f"{{{HOSTS}, {REAL_FS}}}"
 NET_SEL = f'{{{HOSTS}, device!~"lo|veth.*|docker.*|br-.*"}}'
@@ -105,6 +107,9 @@ class Graph(BasePanel):
     queries: Sequence[Query]
     width: int = 12
     stacked: bool = False
+    # One panel per value of this variable, side by side (None: one panel).
+    repeat: str | None = None
+    max_per_row: int = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,6 +257,8 @@ def graph(spec: Graph, panel_id: int) -> timeseries.Panel:
     )
     if spec.stacked:
         panel = panel.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
+    if spec.repeat is not None:
+        panel = panel.repeat(spec.repeat).repeat_direction("h").max_per_row(spec.max_per_row)
     return panel
 
 
@@ -505,6 +512,53 @@ PREDICTOR_BOARD = Board(
                     "{{le}}",
                 ),
                 description="Distribution of the input feature over time (histogram buckets).",
+                repeat="feature",
+            ),
+        ],
+        "Drift": [
+            Graph(
+                title="Input drift (PSI)",
+                unit="none",
+                queries=[
+                    Query(
+                        f"version_feature:predictor_drift_psi:window{DRIFT_FEATURE_SEL}",
+                        "{{feature}} (version {{version}})",
+                    )
+                ],
+                description="Population stability index of each feature: the served rows of "
+                "the last window against the training rows of the served version "
+                "(0.1 moderate, 0.25 significant; InputDrift fires above "
+                "prometheus_drift_psi_threshold).",
+            ),
+            Graph(
+                title="Prediction drift (PSI)",
+                unit="none",
+                queries=[
+                    Query(
+                        "version:predictor_drift_prediction_psi:window",
+                        "version {{version}}",
+                    )
+                ],
+                description="Population stability index of the predicted class mix against "
+                "the class mix of the training labels (PredictionDrift).",
+            ),
+            Graph(
+                title="Served vs reference: $feature",
+                unit="percentunit",
+                queries=[
+                    Query(
+                        "version_feature_bin:predictor_drift_served_share:window"
+                        f"{DRIFT_FEATURE_SEL}",
+                        "served <= {{bin}} (version {{version}})",
+                    ),
+                    Query(
+                        "version_feature_bin:predictor_drift_reference_share:max"
+                        f"{DRIFT_FEATURE_SEL}",
+                        "training <= {{bin}} (version {{version}})",
+                    ),
+                ],
+                description="Share of the rows of the last window in each bin of the reference "
+                "(bin: its upper edge in cm), beside the share of the training rows in it.",
                 repeat="feature",
             ),
         ],

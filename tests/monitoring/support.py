@@ -19,6 +19,8 @@ PROMETHEUS_ROLE = ROLES / "prometheus"
 GRAFANA_ROLE = ROLES / "grafana"
 RULES_FILE = PROMETHEUS_ROLE / "files" / "rules" / "mlops.rules.yml"
 RULES_TEST_FILE = PROMETHEUS_ROLE / "tests" / "mlops.rules.test.yml"
+DRIFT_RULES_TEMPLATE = PROMETHEUS_ROLE / "templates" / "drift.rules.yml.j2"
+DRIFT_RULES_TEST_FILE = PROMETHEUS_ROLE / "tests" / "drift.rules.test.yml"
 
 # Series the predictor app exports (fixed by the design; histograms as _bucket/_sum/_count).
 PREDICTOR_METRICS = {
@@ -35,7 +37,17 @@ PREDICTOR_METRICS = {
     "predictor_model_reload_failures_total",
     "predictor_registry_last_success_timestamp_seconds",
     "predictor_registry_up",
+    "predictor_drift_feature_rows_total",
+    "predictor_drift_class_rows_total",
+    "predictor_drift_reference_share",
+    "predictor_drift_reference_class_share",
 }
+
+
+def recorded_metrics() -> set[str]:
+    """Names the drift recording rules write (level:metric:operations), from the template."""
+    return set(re.findall(r"^\s*- record: (\S+)$", DRIFT_RULES_TEMPLATE.read_text(), re.M))
+
 
 PROMQL_WORDS = {
     "by",
@@ -242,3 +254,49 @@ def lab_inventory(predictors: int = 2, gateway: bool = False) -> dict:
     return {
         "all": {"vars": {"mlops_node_address": "{{ inventory_hostname }}"}, "children": children}
     }
+
+
+def render_drift_rules(tmp_path: Path, extra_vars: dict | None = None) -> Path:
+    """The prometheus role's drift rules as the role writes them (ansible's template module,
+    the role's real defaults and vars; overrides as extra vars): ``tmp_path/drift.rules.yml``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "overrides.yml").write_text(yaml.safe_dump(extra_vars or {}))
+    rendered = tmp_path / "drift.rules.yml"
+    playbook = [
+        {
+            "name": "Render the drift rules",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars_files": [
+                str(PROMETHEUS_ROLE / "defaults" / "main.yml"),
+                str(PROMETHEUS_ROLE / "vars" / "main.yml"),
+            ],
+            "tasks": [
+                {
+                    "name": "Render the template",
+                    "ansible.builtin.template": {
+                        "src": str(DRIFT_RULES_TEMPLATE),
+                        "dest": str(rendered),
+                        "mode": "0644",
+                    },
+                }
+            ],
+        }
+    ]
+    playbook_file = tmp_path / "render-drift.yml"
+    playbook_file.write_text(yaml.safe_dump(playbook, sort_keys=False))
+    result = run(
+        [
+            ansible_playbook(),
+            "-i",
+            "localhost,",
+            str(playbook_file),
+            "-e",
+            f"@{tmp_path / 'overrides.yml'}",
+        ],
+        env=ansible_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return rendered

@@ -10,7 +10,14 @@ import sys
 import pytest
 import yaml
 
-from .support import GRAFANA_ROLE, PREDICTOR_METRICS, ROOT, evaluate_with_role_vars, metric_names
+from .support import (
+    GRAFANA_ROLE,
+    PREDICTOR_METRICS,
+    ROOT,
+    evaluate_with_role_vars,
+    metric_names,
+    recorded_metrics,
+)
 
 SCRIPT = ROOT / "scripts" / "build_dashboards.py"
 DASHBOARDS = GRAFANA_ROLE / "files" / "dashboards"
@@ -157,9 +164,8 @@ def test_predictor_dashboard_uses_only_known_metrics():
         if v["type"] == "query"
     ]
     used = set().union(*(metric_names(expr) for expr in exprs))
-    unknown = {
-        m for m in used if m not in PREDICTOR_METRICS and m != "up" and not m.startswith("node_")
-    }
+    known = PREDICTOR_METRICS | recorded_metrics()
+    unknown = {m for m in used if m not in known and m != "up" and not m.startswith("node_")}
     assert not unknown, f"metrics the predictor does not export: {sorted(unknown)}"
     # the panels the issue asks for are there
     for needed in (
@@ -171,6 +177,11 @@ def test_predictor_dashboard_uses_only_known_metrics():
         "predictor_model_reloads_total",
         "predictor_model_reload_failures_total",
         "predictor_registry_up",
+        # the drift row: the index per feature and of the class mix, served vs reference
+        "version_feature:predictor_drift_psi:window",
+        "version:predictor_drift_prediction_psi:window",
+        "version_feature_bin:predictor_drift_served_share:window",
+        "version_feature_bin:predictor_drift_reference_share:max",
     ):
         assert needed in used, needed
     quantiles = {

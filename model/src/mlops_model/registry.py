@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -39,6 +41,7 @@ from mlflow.tracking import MlflowClient
 from mlops_model import __version__
 from mlops_model.auth import basic_auth_header
 from mlops_model.data import TARGET_NAME, dataset_digest, load_frame
+from mlops_model.drift import DRIFT_REFERENCE_FILE
 from mlops_model.errors import InvalidParameter, RegistryError, RegistryUnavailable
 from mlops_model.gate import (
     GATE_MIN_ACCURACY_TAG,
@@ -444,7 +447,11 @@ class Registry:
         }
         run_id: str | None = None
         model_id: str | None = None
-        with self._errors("logging the training run"), warnings.catch_warnings():
+        with (
+            self._errors("logging the training run"),
+            warnings.catch_warnings(),
+            contextlib.ExitStack() as stack,
+        ):
             # class indices are integers on purpose; MLflow's schema hint is noise here
             warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
             try:
@@ -464,8 +471,16 @@ class Registry:
                     )
                     dataset = from_pandas(load_frame(), targets=TARGET_NAME, name="iris")
                     mlflow.log_input(dataset, context="training", tags={"digest": digest})
+                    mlflow.log_dict(trained.drift_reference, DRIFT_REFERENCE_FILE)
                     x_train = trained.split.x_train
                     signature = infer_signature(x_train, trained.model.predict(x_train))
+                    # Inside the model's own artifacts too: the predictor downloads (and
+                    # caches) exactly those, so it needs no second download to find it.
+                    reference_dir = stack.enter_context(
+                        tempfile.TemporaryDirectory(prefix="drift-reference-")
+                    )
+                    reference_file = Path(reference_dir) / DRIFT_REFERENCE_FILE
+                    reference_file.write_text(json.dumps(trained.drift_reference, indent=1))
                     info = mlflow.sklearn.log_model(
                         trained.model,
                         name=MODEL_ARTIFACT_NAME,
@@ -477,6 +492,7 @@ class Registry:
                             include_skops=True
                         ),
                         tags={FINGERPRINT_TAG: fingerprint},
+                        extra_files=[str(reference_file)],
                     )
                     model_id = info.model_id
                     return run.info.run_id, info.model_uri, info.model_id

@@ -18,6 +18,7 @@ from sklearn.metrics import (  # type: ignore[import-untyped,unused-ignore]
 
 from mlops_model import __version__
 from mlops_model.data import Split, dataset_digest, holdout_split, n_samples
+from mlops_model.drift import compute_reference
 from mlops_model.errors import InvalidParameter
 from mlops_model.schema import CLASS_NAMES
 
@@ -112,6 +113,9 @@ class TrainedModel:
     params: TrainParams
     evaluation: Evaluation
     split: Split = field(repr=False)
+    # drift_reference.json of the training rows (see mlops_model.drift); not part of
+    # the fingerprint: it follows from the data and the split, which are.
+    drift_reference: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def build_model(params: TrainParams) -> RandomForestClassifier:
@@ -141,7 +145,13 @@ def train(params: TrainParams) -> TrainedModel:
     """Fit the forest on the training part of the holdout split and evaluate it."""
     split = holdout_split(params.test_size, params.random_state)
     model = build_model(params).fit(split.x_train, split.y_train)
-    return TrainedModel(model=model, params=params, evaluation=evaluate(model, split), split=split)
+    return TrainedModel(
+        model=model,
+        params=params,
+        evaluation=evaluate(model, split),
+        split=split,
+        drift_reference=compute_reference(split.x_train.to_numpy(), split.y_train.to_numpy()),
+    )
 
 
 def fingerprint(params: TrainParams) -> str:

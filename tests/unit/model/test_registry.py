@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.entities import ViewType
@@ -74,6 +75,16 @@ def test_same_params_twice_make_one_version(mlflow_server, unique_model_name):
     assert run.inputs.dataset_inputs, "the Iris dataset is logged with log_input"
     artifacts = {a.path for a in client.list_artifacts(first["run_id"])}
     assert "confusion_matrix.json" in artifacts
+    # the drift reference: with the run, and inside the model the predictor downloads
+    assert "drift_reference.json" in artifacts
+    from mlflow.artifacts import download_artifacts
+    from mlops_model.drift import DriftReference
+
+    model_dir = download_artifacts(
+        artifact_uri=client.get_model_version_download_uri(name, "1"), tracking_uri=url
+    )
+    stored = json.loads((Path(model_dir) / "extra_files" / "drift_reference.json").read_text())
+    assert DriftReference.from_dict(stored).n_rows == first["metrics"]["n_train"]
 
 
 def test_logged_model_is_skops_with_signature(mlflow_server, unique_model_name):

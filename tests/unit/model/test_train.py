@@ -159,3 +159,24 @@ def test_model_name_and_min_accuracy_validation():
     for bad in (-0.1, 1.01, float("nan"), True):
         with pytest.raises(InvalidParameter, match="min_accuracy"):
             validate_min_accuracy(bad)
+
+
+def test_drift_reference_of_the_training_rows():
+    import numpy as np
+    from mlops_model.drift import DriftReference, bin_index
+
+    trained = train(TrainParams(n_estimators=5))
+    reference = DriftReference.from_dict(trained.drift_reference)
+    x_train = trained.split.x_train.to_numpy()
+    assert reference.n_rows == len(x_train)
+    for j, feature in enumerate(reference.features):
+        # 10 quantile bins at most; Iris's repeated values merge some
+        assert 2 <= len(feature.shares) <= 10
+        # the shares are what serving's binning makes of the training rows
+        counts = np.bincount(
+            bin_index(np.array(feature.edges), x_train[:, j]), minlength=len(feature.shares)
+        )
+        assert list(feature.shares) == pytest.approx((counts / len(x_train)).tolist())
+    assert sum(reference.class_shares) == pytest.approx(1.0)
+    # same data, same split: the same reference (it stays out of the fingerprint)
+    assert train(TrainParams(n_estimators=7)).drift_reference == trained.drift_reference

@@ -77,7 +77,7 @@ class PredictorService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.holder = ModelHolder()
-        self.metrics = Metrics()
+        self.metrics = Metrics(drift=settings.drift_metrics)
         self.loader = RegistryLoader(settings)
         self.watcher = ModelWatcher(self.loader, self.holder, self.metrics, settings.poll_interval)
         self.openapi = json.dumps(build_openapi(settings), separators=(",", ":")).encode()
@@ -360,6 +360,7 @@ def create_app(settings: Settings | None = None, *, autostart: bool = True) -> F
                     for f in FEATURES
                 ],
                 "classes": list(CLASS_NAMES),
+                "drift": metrics.drift_status(model),
             }
         )
 

@@ -20,6 +20,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from mlops_model.drift import DriftReference
+
 FloatArray = NDArray[np.float64]
 
 # Trees compare float32 features; larger magnitudes would overflow the cast (and
@@ -68,6 +70,9 @@ class LoadedModel:
     # and so what MLflow's scoring server answers): class indices for the trainer's
     # models, class names for a model fitted on names.
     labels: tuple[int | str, ...] = (0, 1, 2)
+    # The training distribution of this version (mlops_model.drift), or None and why not.
+    drift_reference: DriftReference | None = None
+    drift_missing: str | None = None
 
     @property
     def backend_name(self) -> str:

@@ -23,6 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from mlops_model.drift import (
+    DRIFT_REFERENCE_FILE,
+    MODEL_EXTRA_FILES_DIR,
+    DriftReference,
+)
 from mlops_model.serving.backends import Prepared, build_backend
 from mlops_model.serving.checks import self_check
 from mlops_model.serving.errors import ModelLoadError, SelfCheckError
@@ -37,6 +42,24 @@ log = logging.getLogger(__name__)
 def _safe(text: str) -> str:
     """A registry name as a file name."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
+def read_drift_reference(model_dir: Path) -> tuple[DriftReference | None, str | None]:
+    """The version's drift reference, or None and why: a model without one still serves."""
+    path = model_dir / MODEL_EXTRA_FILES_DIR / DRIFT_REFERENCE_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, (
+            f"the version has no {MODEL_EXTRA_FILES_DIR}/{DRIFT_REFERENCE_FILE} "
+            "(registered without mlops.stack's trainer, or before it wrote one)"
+        )
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable {DRIFT_REFERENCE_FILE}: {exc}"
+    try:
+        return DriftReference.from_dict(doc), None
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"invalid {DRIFT_REFERENCE_FILE}: {exc}"
 
 
 class RegistryLoader:
@@ -158,6 +181,9 @@ class RegistryLoader:
     ) -> LoadedModel:
         backend = build_backend(model_dir, prepared, self.settings.skops_trusted_types)
         self_check(backend)
+        reference, missing = read_drift_reference(model_dir)
+        if missing:
+            log.warning("version %s serves without drift metrics: %s", resolved.version, missing)
         return LoadedModel(
             name=resolved.name,
             version=resolved.version,
@@ -167,6 +193,8 @@ class RegistryLoader:
             backend=backend,
             source=source,
             labels=tuple(prepared.labels) if prepared.labels else (0, 1, 2),
+            drift_reference=reference,
+            drift_missing=missing,
         )
 
     # -- last-known-good cache: <cache>/<name>/v<version>/ and <cache>/<name>/<alias>.json ---

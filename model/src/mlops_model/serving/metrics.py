@@ -16,6 +16,14 @@ process renders ``/metrics``, and when the service stops: another worker's
 ``/metrics`` may show them up to that interval late, which drift monitoring does
 not notice. That halves the metrics cost of a one-row request.
 
+Drift (``predictor_drift_*``, unless ``PREDICTOR_DRIFT_METRICS`` is off): the rows
+served, per feature, counted into the bins of the served version's drift reference
+(:mod:`mlops_model.drift`), and the predicted classes, both labelled with the
+version; the reference shares of that version as gauges beside them. Prometheus
+then computes the population stability index from the scrape alone (the
+prometheus role's drift rules), with no copy of the reference of its own. The bin
+counts ride on the same buffer and flush as the feature histograms.
+
 The metric names are a contract with the alert rules and the Grafana dashboards.
 """
 
@@ -41,6 +49,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from mlops_model.drift import DriftReference
 from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES
 from mlops_model.serving.holder import FloatArray, LoadedModel
 
@@ -63,6 +72,15 @@ FEATURE_FLUSH_INTERVAL = 1.0
 
 MODEL_INFO = "predictor_model_info"
 FALLBACK_REASONS: tuple[str, ...] = ("unavailable", "conversion", "parity")
+DRIFT_FEATURE_ROWS = "predictor_drift_feature_rows"
+DRIFT_CLASS_ROWS = "predictor_drift_class_rows"
+DRIFT_REFERENCE_SHARE = "predictor_drift_reference_share"
+DRIFT_REFERENCE_CLASS_SHARE = "predictor_drift_reference_class_share"
+# A reference share no worker serves any more. Shares are >= 0 (0 is a real value:
+# an empty training bin), so a retired series gets this value and /metrics drops it,
+# as it drops a model_info series at 0.
+RETIRED = -1.0
+_RETIRED_GAUGES = frozenset({DRIFT_REFERENCE_SHARE, DRIFT_REFERENCE_CLASS_SHARE})
 
 
 def multiprocess_dir() -> str | None:
@@ -70,7 +88,8 @@ def multiprocess_dir() -> str | None:
 
 
 class _WithoutRetiredModels(Collector):
-    """Drops ``predictor_model_info`` series whose value is 0 (a model no worker serves)."""
+    """Drops the series of versions no worker serves: ``predictor_model_info`` at 0 and
+    drift reference shares at :data:`RETIRED`."""
 
     def __init__(self, source: CollectorRegistry) -> None:
         self._source = source
@@ -79,13 +98,64 @@ class _WithoutRetiredModels(Collector):
         for family in self._source.collect():
             if family.name == MODEL_INFO:
                 family.samples = [s for s in family.samples if s.value != 0]
+            elif family.name in _RETIRED_GAUGES:
+                family.samples = [s for s in family.samples if s.value != RETIRED]
             yield family
+
+
+class _DriftBins:
+    """The drift counters of one served version and its increments not written yet.
+
+    Bins follow mlops_model.drift: bin ``i`` holds ``edges[i-1] < v <= edges[i]``.
+    """
+
+    def __init__(self, metrics: Metrics, version: str, reference: DriftReference) -> None:
+        assert metrics.drift_feature_rows is not None
+        assert metrics.drift_class_rows is not None
+        self.version = version
+        self.reference = reference
+        self.edges = [np.array(f.edges, dtype=np.float64) for f in reference.features]
+        self.edge_lists = [list(f.edges) for f in reference.features]
+        self.bin_children = [
+            [metrics.drift_feature_rows.labels(f.name, label, version) for label in f.labels]
+            for f in reference.features
+        ]
+        self.class_children = [metrics.drift_class_rows.labels(c, version) for c in CLASS_NAMES]
+        # Every bin exists from the start: a bin nobody hits must count as a 0 share
+        # in the index, not be missing from the sum.
+        for child in (*(c for row in self.bin_children for c in row), *self.class_children):
+            child.inc(0)
+        self.hits = [[0] * len(row) for row in self.bin_children]
+        self.classes = [0] * len(CLASS_NAMES)
+        self.rows = 0
+
+    def take(self) -> tuple[list[list[int]], list[int]] | None:
+        """The pending increments, reset; call with the metrics' pending lock held."""
+        if not self.rows:
+            return None
+        taken = (self.hits, self.classes)
+        self.hits = [[0] * len(row) for row in self.hits]
+        self.classes = [0] * len(CLASS_NAMES)
+        self.rows = 0
+        return taken
+
+    def write(self, taken: tuple[list[list[int]], list[int]] | None) -> None:
+        if taken is None:
+            return
+        hits, classes = taken
+        for children, row_hits in zip(self.bin_children, hits, strict=True):
+            for child, count in zip(children, row_hits, strict=True):
+                if count:
+                    child.inc(count)
+        for child, count in zip(self.class_children, classes, strict=True):
+            if count:
+                child.inc(count)
 
 
 class Metrics:
     """The predictor's metric objects, registered in a registry of their own."""
 
-    def __init__(self) -> None:
+    def __init__(self, drift: bool = True) -> None:
         self.multiprocess_dir = multiprocess_dir()
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -158,6 +228,15 @@ class Metrics:
             multiprocess_mode="livemin",
             registry=r,
         )
+        self.drift_enabled = drift
+        self.drift_feature_rows: Counter | None = None
+        self.drift_class_rows: Counter | None = None
+        self.drift_reference_share: Gauge | None = None
+        self.drift_reference_class_share: Gauge | None = None
+        if drift:
+            self._drift_metrics(r)
+        # The bins of the version served now; None without drift metrics or reference.
+        self._drift: _DriftBins | None = None
         # Children created once: the hot path neither hashes label tuples nor allocates.
         self._class_children = [self.predictions.labels(c) for c in CLASS_NAMES]
         self._feature_children = [self.feature_value.labels(f) for f in FEATURE_NAMES]
@@ -181,6 +260,42 @@ class Metrics:
         for reason in FALLBACK_REASONS:
             self.backend_fallbacks.labels(reason).inc(0)
 
+    def _drift_metrics(self, r: CollectorRegistry) -> None:
+        # The bin label is the bin's upper edge ("5.35", "+Inf"), like a histogram's
+        # le but not cumulative: readable in a dashboard or an alert without the
+        # reference at hand, and no more series than an index (the edges are fixed
+        # per version, and the version is a label).
+        self.drift_feature_rows = Counter(
+            DRIFT_FEATURE_ROWS,
+            "Served rows by feature and bin of the served version's drift reference "
+            "(bin: upper edge of (previous edge, edge]).",
+            ["feature", "bin", "version"],
+            registry=r,
+        )
+        self.drift_class_rows = Counter(
+            DRIFT_CLASS_ROWS,
+            "Served rows by predicted class and model version (prediction drift).",
+            ["class", "version"],
+            registry=r,
+        )
+        # livemax: every worker serving a version sets the same shares; a version no
+        # live worker serves any more is RETIRED (dropped from /metrics), so the rules
+        # always compare with the reference of the version served now.
+        self.drift_reference_share = Gauge(
+            DRIFT_REFERENCE_SHARE,
+            "Share of the training rows of the served version in each bin of a feature.",
+            ["feature", "bin", "version"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.drift_reference_class_share = Gauge(
+            DRIFT_REFERENCE_CLASS_SHARE,
+            "Share of each class among the training labels of the served version.",
+            ["class", "version"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+
     # -- request path ---------------------------------------------------------
     def observe_request(
         self, endpoint: str, method: str, status: int, seconds: float, protocol: str = "predictor"
@@ -197,15 +312,21 @@ class Metrics:
         children[1].observe(seconds)
 
     def observe_prediction(self, x: FloatArray, class_index: np.ndarray[Any, Any]) -> None:
+        # Rows are counted into the bins of the version served when they are counted:
+        # a request in flight during a swap may land a few rows in the new version's
+        # bins, which no window-long index notices.
         n = len(class_index)
+        classes: list[int] = []
+        counts: list[int] = []
         if n <= _SMALL_BATCH:
             # A few rows (the common request): plain Python. Each numpy call costs a
             # microsecond or more on tiny arrays, more than the bookkeeping itself.
-            for c in class_index.tolist():
+            classes = class_index.tolist()
+            for c in classes:
                 self._class_children[c].inc()
         else:
-            counts = np.bincount(class_index, minlength=len(CLASS_NAMES))
-            for counter, count in zip(self._class_children, counts.tolist(), strict=True):
+            counts = np.bincount(class_index, minlength=len(CLASS_NAMES)).tolist()
+            for counter, count in zip(self._class_children, counts, strict=True):
                 if count:
                     counter.inc(count)
         if not self._bulk:  # pragma: no cover - only if prometheus_client changes its internals
@@ -215,24 +336,34 @@ class Metrics:
                     child.observe(value)
             return
         if n <= _SMALL_BATCH:
-            self._buffer_few(x.tolist())
+            self._buffer_few(x.tolist(), classes)
         else:
-            self._buffer_many(x)
+            self._buffer_many(x, counts)
         if self._flusher_pid != os.getpid():
             self._start_flusher()
 
-    def _buffer_few(self, rows: list[list[float]]) -> None:
+    def _buffer_few(self, rows: list[list[float]], classes: list[int]) -> None:
         bounds, top = self._feature_bound_list, _FEATURE_SUM_CLIP
         hits, sums = self._pending_hits, self._pending_sums
+        bisect_left = bisect.bisect_left
         with self._pending_lock:
+            drift = self._drift
             for row in rows:
                 for j, value in enumerate(row):
                     v = top if value > top else -top if value < -top else value
                     sums[j] += v
-                    hits[j][bisect.bisect_left(bounds, v)] += 1  # first bucket with v <= le
+                    hits[j][bisect_left(bounds, v)] += 1  # first bucket with v <= le
             self._pending_rows += len(rows)
+            if drift is not None:
+                edges, drift_hits = drift.edge_lists, drift.hits
+                for row in rows:
+                    for j, value in enumerate(row):
+                        drift_hits[j][bisect_left(edges[j], value)] += 1
+                for c in classes:
+                    drift.classes[c] += 1
+                drift.rows += len(rows)
 
-    def _buffer_many(self, x: FloatArray) -> None:
+    def _buffer_many(self, x: FloatArray, class_counts: list[int]) -> None:
         clipped = np.clip(x, -_FEATURE_SUM_CLIP, _FEATURE_SUM_CLIP)
         bounds = self._feature_bounds
         per_feature = [
@@ -240,6 +371,17 @@ class Metrics:
             for j in range(clipped.shape[1])
         ]
         totals = clipped.sum(axis=0).tolist()
+        drift = self._drift  # binned outside the lock; added only if still the one served
+        per_bin = (
+            None
+            if drift is None
+            else [
+                np.bincount(
+                    np.searchsorted(edges, x[:, j], side="left"), minlength=len(edges) + 1
+                ).tolist()
+                for j, edges in enumerate(drift.edges)
+            ]
+        )
         with self._pending_lock:
             for j, per_bucket in enumerate(per_feature):
                 row_hits = self._pending_hits[j]
@@ -247,16 +389,31 @@ class Metrics:
                     row_hits[i] += int(per_bucket[i])
                 self._pending_sums[j] += totals[j]
             self._pending_rows += clipped.shape[0]
+            if drift is not None and per_bin is not None and drift is self._drift:
+                for row_hits, feature_bins in zip(drift.hits, per_bin, strict=True):
+                    for i, count in enumerate(feature_bins):
+                        row_hits[i] += count
+                for c, count in enumerate(class_counts):
+                    drift.classes[c] += count
+                drift.rows += clipped.shape[0]
 
     def flush_features(self) -> None:
         """Write the buffered input-feature observations into the histograms."""
         with self._pending_lock:
+            drift = self._drift
+            drift_taken = drift.take() if drift is not None else None
             if not self._pending_rows:
-                return
-            hits, sums = self._pending_hits, self._pending_sums
-            self._pending_hits = [[0] * len(row) for row in hits]
-            self._pending_sums = [0.0] * len(sums)
-            self._pending_rows = 0
+                hits: list[list[int]] = []
+                sums: list[float] = []
+            else:
+                hits, sums = self._pending_hits, self._pending_sums
+                self._pending_hits = [[0] * len(row) for row in hits]
+                self._pending_sums = [0.0] * len(sums)
+                self._pending_rows = 0
+        if drift is not None:
+            drift.write(drift_taken)
+        if not hits:
+            return
         for child, row_hits, total in zip(self._feature_children, hits, sums, strict=True):
             for i, count in enumerate(row_hits):
                 if count:
@@ -293,6 +450,51 @@ class Metrics:
         fallback = model.backend_fallback
         if fallback is not None:
             self.backend_fallbacks.labels(fallback.reason).inc()
+        if self.drift_enabled:
+            self._serve_drift(model)
+
+    def _serve_drift(self, model: LoadedModel) -> None:
+        """Move the drift counters to the bins of ``model`` (none without a reference)."""
+        reference = model.drift_reference
+        bins = None if reference is None else _DriftBins(self, model.version, reference)
+        with self._pending_lock:
+            old, self._drift = self._drift, bins
+            taken = old.take() if old is not None else None
+        if old is not None:
+            old.write(taken)  # counted while it was served: its own version
+            if old.version != model.version:
+                self._set_reference(old, retired=True)
+        if bins is not None:
+            self._set_reference(bins, retired=False)
+
+    def _set_reference(self, bins: _DriftBins, *, retired: bool) -> None:
+        assert self.drift_reference_share is not None
+        assert self.drift_reference_class_share is not None
+        reference, version = bins.reference, bins.version
+        for feature in reference.features:
+            for label, share in zip(feature.labels, feature.shares, strict=True):
+                gauge = self.drift_reference_share.labels(feature.name, label, version)
+                gauge.set(RETIRED if retired else share)
+        for name, share in zip(CLASS_NAMES, reference.class_shares, strict=True):
+            gauge = self.drift_reference_class_share.labels(name, version)
+            gauge.set(RETIRED if retired else share)
+
+    def drift_status(self, model: LoadedModel) -> dict[str, Any]:
+        """What ``/model`` says about drift metrics for ``model``."""
+        reference = model.drift_reference
+        status: dict[str, Any] = {
+            "metrics": self.drift_enabled and reference is not None,
+            "reference": reference is not None,
+            "reason": None,
+        }
+        if reference is None:
+            status["reason"] = model.drift_missing or "no drift reference"
+        elif not self.drift_enabled:
+            status["reason"] = "drift metrics are off (PREDICTOR_DRIFT_METRICS=false)"
+        if reference is not None:
+            status["training_rows"] = reference.n_rows
+            status["bins"] = {f.name: list(f.labels) for f in reference.features}
+        return status
 
     def _info(self, model: LoadedModel) -> Any:
         return self.model_info.labels(model.name, model.version, model.alias, model.backend_name)

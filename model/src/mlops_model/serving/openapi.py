@@ -96,6 +96,31 @@ _MODEL_INFO_PROPERTIES: dict[str, Any] = {
         ),
     },
     "classes": {"type": "array", "items": _STRING},
+    "drift": _object(
+        {
+            "metrics": {
+                "type": "boolean",
+                "description": "Served rows are counted into the reference bins "
+                "(predictor_drift_* metrics)",
+            },
+            "reference": {
+                "type": "boolean",
+                "description": "The version carries a drift reference (drift_reference.json)",
+            },
+            "reason": {
+                "type": ["string", "null"],
+                "description": "Why there are no drift metrics; null when there are",
+            },
+            "training_rows": {"type": "integer", "minimum": 1},
+            "bins": {
+                "type": "object",
+                "description": "Per feature, the bin labels: each bin's upper edge in cm",
+                "additionalProperties": {"type": "array", "items": _STRING},
+            },
+        },
+        required=["metrics", "reference", "reason"],
+        description="Drift metrics of this version",
+    ),
 }
 
 

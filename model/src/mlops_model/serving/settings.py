@@ -40,6 +40,9 @@ class Settings:
     # Download and prepare models in a child process (True), in this one (False), or
     # None: in a child unless MLflow is imported here already (see serving.prepare).
     prepare_in_subprocess: bool | None = None
+    # Count served rows into the drift reference bins of the served version (see
+    # mlops_model.serving.metrics); off leaves only the fixed feature histograms.
+    drift_metrics: bool = True
 
     def __post_init__(self) -> None:
         if not self.model_name:
@@ -71,7 +74,8 @@ class Settings:
         ``PREDICTOR_POLL_INTERVAL`` (s), ``PREDICTOR_MAX_ROWS``, ``PREDICTOR_MAX_BODY_BYTES``,
         ``PREDICTOR_BACKEND``, ``PREDICTOR_INITIAL_LOAD_TIMEOUT`` (s),
         ``PREDICTOR_SKOPS_TRUSTED_TYPES`` (comma separated), ``PREDICTOR_CACHE_DIR``,
-        ``PREDICTOR_PREPARE_IN_SUBPROCESS`` (true/false; unset: automatic).
+        ``PREDICTOR_PREPARE_IN_SUBPROCESS`` (true/false; unset: automatic),
+        ``PREDICTOR_DRIFT_METRICS`` (true/false).
         """
         src = os.environ if env is None else env
         d = cls()
@@ -106,6 +110,7 @@ class Settings:
             prepare_in_subprocess=get(
                 "PREDICTOR_PREPARE_IN_SUBPROCESS", _boolean, d.prepare_in_subprocess
             ),
+            drift_metrics=get("PREDICTOR_DRIFT_METRICS", _boolean, d.drift_metrics),
         )
 
 
