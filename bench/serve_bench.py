@@ -15,7 +15,11 @@ Everything runs on 127.0.0.1 and every process it starts is stopped again:
    requests and 1,000-row requests:
 
    * ``ours``: the predictor exactly as the ``predictor`` role runs it (its
-     ``gunicorn`` command line and environment, rendered from the role's files);
+     ``gunicorn`` command line and environment, rendered from the role's files),
+     in each protocol it speaks: ``/predict`` (single-row and 1,000-row bodies), and
+     single-row bodies to MLflow's ``/invocations`` (``dataframe_split``) and to the
+     Open Inference Protocol V2 ``/v2/models/iris/infer`` (one ``[1, 4]`` FP64
+     tensor), all against the same started server, driven the same way;
    * ``mlflow``: ``mlflow models serve -m models:/iris@champion --env-manager local -w N``
      (uvicorn), same registered version, ``{"dataframe_split": ...}`` bodies;
    * ``hello``: ``bench/hello_app.py``, a Flask app that reads the body and answers a
@@ -36,11 +40,13 @@ the registered model's own label; the hello-world its constant); when its worker
 count is not the one asked for; or when it does not start or dies.
 
 It prints requests/s, rows/s, p50, p99 and peak RSS per worker (``VmHWM`` of each
-worker process) for each, the ratios ours/mlflow and ours/hello, whether each
+worker process) for each, the ratios ours/mlflow and ours/hello, each protocol's
+single-row requests/s over ``/predict``'s (the target: at least 0.80), whether each
 performance target is met (informational: a missed target does not change the exit
-status), and writes all of it as JSON. It installs nothing: ``wrk`` must be on the
-PATH (``apt-get install wrk``). Exit status: 0 when every target ran clean, 1 when
-one FAILed (or something crashed), 2 for a usage error or a missing wrk.
+status), and writes all of it as JSON. A protocol row that FAILs fails ``ours``.
+It installs nothing: ``wrk`` must be on the PATH (``apt-get install wrk``). Exit
+status: 0 when every target ran clean, 1 when one FAILed (or something crashed), 2 for
+a usage error or a missing wrk.
 """
 
 from __future__ import annotations
@@ -86,7 +92,29 @@ MODEL_NAME = "iris"
 ALIAS = "champion"
 BATCH_ROWS = 1000
 SEED = 20240601
-TARGET_NAMES = ("ours", "mlflow", "hello")
+# "ours-nodrift" is ours with its drift metrics off: what they cost, in the same run.
+TARGET_NAMES = ("ours", "ours-nodrift", "mlflow", "hello")
+# What each target is measured with: (case, rows, protocol). A case is one kind of
+# request; "single" and "batch" are the /predict-style rows every target has, the
+# others are ours in its other protocols, against the same server in the same run.
+PLAN: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "ours": (
+        ("single", "single", "predict"),
+        ("batch", "batch", "predict"),
+        ("invocations", "single", "mlflow"),
+        ("v2", "single", "v2"),
+    ),
+    "ours-nodrift": (("single", "single", "predict"),),
+    "mlflow": (("single", "single", "mlflow"), ("batch", "batch", "mlflow")),
+    "hello": (("single", "single", "hello"), ("batch", "batch", "hello")),
+}
+# protocol -> the path its requests go to (the hello-world answers /predict)
+PATHS = {
+    "predict": "/predict",
+    "mlflow": "/invocations",
+    "v2": f"/v2/models/{MODEL_NAME}/infer",
+    "hello": "/predict",
+}
 # Two classes whose probabilities differ by less than this tie: float32 (ONNX) and
 # float64 (scikit-learn) may break the tie either way, and both labels are right.
 TIE = 1e-6
@@ -98,7 +126,12 @@ TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("single_p99_mlflow_over_ours", "single-row p99, mlflow / ours", ">=", 25.0),
     ("batch_rows_vs_mlflow", "1,000-row rows/s, ours / mlflow", ">=", 10.0),
     ("rss_vs_mlflow", "peak RSS per worker, ours / mlflow", "<=", 0.60),
-)
+    ("invocations_rps_vs_predict", "single-row requests/s, ours /invocations / /predict",
+     ">=", 0.80),
+    ("v2_rps_vs_predict", "single-row requests/s, ours V2 infer / /predict", ">=", 0.80),
+    ("drift_single_rps_vs_off", "single-row requests/s, ours / ours without drift metrics",
+     ">=", 0.95),
+)  # fmt: skip
 
 
 class RunFailed(Exception):
@@ -285,7 +318,11 @@ def role_deployment(tracking_uri: str, port: int, home: Path) -> tuple[list[str]
         "predictor_port": port,
         "predictor_tracking_uri": tracking_uri,
     }
+    from ansible.plugins.filter.core import FilterModule
+
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
+    # the role's templates are Ansible's: they may use its filters (``| bool``)
+    env.filters.update(FilterModule().filters())
 
     def render(value: Any) -> str:
         return env.from_string(str(value)).render(context).strip()
@@ -332,7 +369,7 @@ def start_ours(
         wait_until(lambda: http("GET", f"{url}/ready")[0] == 200, service, 180, "the predictor")
         wait_until(all_loaded, service, 180, "every predictor worker to load the model")
         info = json.loads(http("GET", f"{url}/model")[1])
-    return service, f"{url}/predict", info
+    return service, url, info
 
 
 def start_mlflow_serve(tracking_uri: str, workdir: Path, workers: int) -> tuple[Service, str]:
@@ -368,7 +405,7 @@ def start_mlflow_serve(tracking_uri: str, workdir: Path, workers: int) -> tuple[
             60,
             f"{workers} uvicorn workers",
         )
-    return service, f"{url}/invocations"
+    return service, url
 
 
 def start_hello(workdir: Path, overrides: dict[str, str]) -> tuple[Service, str]:
@@ -391,7 +428,7 @@ def start_hello(workdir: Path, overrides: dict[str, str]) -> tuple[Service, str]
     url = f"http://127.0.0.1:{port}"
     with service.stopped_on_error():
         wait_until(lambda: http("GET", f"{url}/ready")[0] == 200, service, 60, "the hello-world")
-    return service, f"{url}/predict"
+    return service, url
 
 
 # ------------------------------------------------------------------ answers
@@ -407,11 +444,20 @@ def request_rows(n: int) -> list[list[float]]:
 
 
 def bodies(rows: list[list[float]]) -> dict[str, bytes]:
+    """The same rows as each protocol's body, keyed by protocol."""
     from mlops_model.schema import FEATURE_NAMES
 
     ours = json.dumps({"instances": rows}).encode()
     split = {"dataframe_split": {"columns": list(FEATURE_NAMES), "data": rows}}
-    return {"ours": ours, "hello": ours, "mlflow": json.dumps(split).encode()}
+    flat = [value for row in rows for value in row]
+    tensor = {"name": "input", "datatype": "FP64", "shape": [len(rows), len(FEATURE_NAMES)]}
+    v2 = {"inputs": [{**tensor, "data": flat}]}
+    return {
+        "predict": ours,
+        "hello": ours,
+        "mlflow": json.dumps(split).encode(),
+        "v2": json.dumps(v2).encode(),
+    }
 
 
 @dataclass(frozen=True)
@@ -432,24 +478,35 @@ def expected_answers(proba: Sequence[Sequence[float]]) -> Expected:
     return Expected(tuple(allowed))
 
 
-def _label(target: str, prediction: Any) -> str:
-    """A prediction as a class name: ours answers names, mlflow the forest's class index."""
+def _label(protocol: str, prediction: Any) -> str:
+    """A prediction as a class name: MLflow's protocol answers the forest's class index,
+    /predict and V2 the class name."""
     from mlops_model.schema import CLASS_NAMES
 
-    if target == "mlflow":
+    if protocol == "mlflow":
         # type() and not isinstance(): JSON true is no class index, though bool is an int
         if type(prediction) is int and 0 <= prediction < len(CLASS_NAMES):
             return CLASS_NAMES[prediction]
     elif isinstance(prediction, str) and prediction in CLASS_NAMES:
         return prediction
-    raise WrongAnswer(f"{prediction!r} is not a label {target} answers")
+    raise WrongAnswer(f"{prediction!r} is not a label the {protocol} protocol answers")
 
 
-def check_answer(target: str, status: int, raw: bytes, expected: Expected) -> None:
-    """Raise WrongAnswer unless ``raw`` is the right answer to the body ``expected`` is for."""
+def _v2_predictions(answer: Any) -> Any:
+    """The data of a V2 answer's ``predictions`` output (None when there is none)."""
+    outputs = answer.get("outputs") if isinstance(answer, dict) else None
+    if not isinstance(outputs, list):
+        return None
+    found = [o for o in outputs if isinstance(o, dict) and o.get("name") == "predictions"]
+    return found[0].get("data") if len(found) == 1 else None
+
+
+def check_answer(protocol: str, status: int, raw: bytes, expected: Expected) -> None:
+    """Raise WrongAnswer unless ``raw`` is the right answer to the body ``expected`` is for,
+    in ``protocol`` (``predict``, ``mlflow``, ``v2`` or ``hello``)."""
     if status != 200:
         raise WrongAnswer(f"status {status}: {raw[:200]!r}")
-    if target == "hello":
+    if protocol == "hello":
         # the ceiling does no model work: its answer is its constant, whatever the rows
         if raw != HELLO_ANSWER:
             raise WrongAnswer(f"not the hello-world's constant answer: {raw[:200]!r}")
@@ -458,13 +515,16 @@ def check_answer(target: str, status: int, raw: bytes, expected: Expected) -> No
         answer = json.loads(raw)
     except ValueError as exc:
         raise WrongAnswer(f"not JSON ({exc}): {raw[:200]!r}") from None
-    predictions = answer.get("predictions") if isinstance(answer, dict) else None
+    if protocol == "v2":
+        predictions = _v2_predictions(answer)
+    else:
+        predictions = answer.get("predictions") if isinstance(answer, dict) else None
     if not isinstance(predictions, list):
         raise WrongAnswer(f"no list of predictions: {raw[:200]!r}")
     n_rows = len(expected.allowed)
     if len(predictions) != n_rows:
         raise WrongAnswer(f"{len(predictions)} predictions for {n_rows} rows")
-    labels = [_label(target, p) for p in predictions]
+    labels = [_label(protocol, p) for p in predictions]
     wrong = [i for i, label in enumerate(labels) if label not in expected.allowed[i]]
     if wrong:
         first = wrong[0]
@@ -475,7 +535,7 @@ def check_answer(target: str, status: int, raw: bytes, expected: Expected) -> No
 
 
 def sample(
-    target: str, url: str, body: bytes, expected: Expected, count: int, pause: float
+    protocol: str, url: str, body: bytes, expected: Expected, count: int, pause: float
 ) -> list[str]:
     """Send ``body`` ``count`` times, ``pause`` seconds apart, and check each answer.
 
@@ -486,7 +546,7 @@ def sample(
     for _ in range(count):
         time.sleep(pause)
         try:
-            check_answer(target, *http("POST", url, body), expected)
+            check_answer(protocol, *http("POST", url, body), expected)
         except WrongAnswer as exc:
             problems.append(str(exc))
         except (OSError, HTTPException) as exc:
@@ -594,10 +654,13 @@ class LoadSettings:
 
 @dataclass
 class Case:
-    """One kind of request: its body (a file, for wrk's Lua script) and its right answer."""
+    """One kind of request: its body (a file, for wrk's Lua script), its right answer, the
+    path it goes to and the protocol its answer is read in."""
 
     body_file: Path
     expected: Expected
+    path: str = "/predict"
+    protocol: str = "predict"
 
     @property
     def rows(self) -> int:
@@ -631,12 +694,12 @@ def _summary(problems: list[str], asked: int) -> str:
 
 
 def drive_case(
-    result: Result, name: str, url: str, case: Case, load: LoadSettings, samples: int, lua: Path
+    result: Result, name: str, base: str, case: Case, load: LoadSettings, samples: int, lua: Path
 ) -> None:
     """Warm-up and measured run of one case; every problem becomes a failure of ``result``."""
-    target = result.target
+    target, protocol, url = result.target, case.protocol, f"{base}{case.path}"
     body = case.body_file.read_bytes()
-    before = sample(target, url, body, case.expected, 1, 0.0)
+    before = sample(protocol, url, body, case.expected, 1, 0.0)
     if before:
         result.fail(f"{name}: wrong answer before the load: {before[0]}")
         return
@@ -647,7 +710,7 @@ def drive_case(
         # spread over the measured run, so answers under load are checked too
         pause = load.duration / (samples + 1)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            during = pool.submit(sample, target, url, body, case.expected, samples, pause)
+            during = pool.submit(sample, protocol, url, body, case.expected, samples, pause)
             text = load.wrk(url, lua, load.duration)
             wrong_during = during.result()
         stats = parse_wrk(text)
@@ -658,15 +721,17 @@ def drive_case(
         result.fail(f"{name} run (wrk): {problem}")
     if wrong_during:
         result.fail(f"{name} during the run: {_summary(wrong_during, samples)}")
-    wrong_after = sample(target, url, body, case.expected, samples, 0.0)
+    wrong_after = sample(protocol, url, body, case.expected, samples, 0.0)
     if wrong_after:
         result.fail(f"{name} after the run: {_summary(wrong_after, samples)}")
     stats["rows_per_s"] = stats["requests_per_s"] * case.rows
     stats["rows_per_request"] = case.rows
     stats["answers_checked"] = 1 + 2 * samples
+    stats["endpoint"] = case.path
+    stats["protocol"] = protocol
     result.cases[name] = stats
     print(
-        f"  {target:6s} {name:6s} {stats['requests_per_s']:10.1f} req/s  "
+        f"  {target:6s} {name:11s} {stats['requests_per_s']:10.1f} req/s  "
         f"p50 {stats['p50_ms']:.2f} ms  p99 {stats['p99_ms']:.2f} ms  "
         f"{stats['answers_checked']} answers checked",
         flush=True,
@@ -675,7 +740,7 @@ def drive_case(
 
 def drive(
     target: str,
-    url: str,
+    base: str,
     worker_pids: Callable[[], list[int]],
     workers: int,
     cases: dict[str, Case],
@@ -686,7 +751,7 @@ def drive(
     result = Result(target, workers)
     for name, case in cases.items():
         lua = lua_script(workdir / f"{target}-{name}.lua", case.body_file)
-        drive_case(result, name, url, case, load, samples, lua)
+        drive_case(result, name, base, case, load, samples, lua)
     pids = worker_pids()
     if len(pids) != workers:
         # the RSS per worker and the comparison assume the same worker count
@@ -709,15 +774,39 @@ def _rss(res: Result) -> float:
     return res.peak_rss_mib
 
 
-# (name, numerator's target, denominator's target, the number compared)
-RATIOS: tuple[tuple[str, str, str, Callable[[Result], float]], ...] = (
-    ("single_rps_vs_mlflow", "ours", "mlflow", _per_case("single", "requests_per_s")),
-    ("single_rps_vs_hello", "ours", "hello", _per_case("single", "requests_per_s")),
-    ("single_p99_mlflow_over_ours", "mlflow", "ours", _per_case("single", "p99_ms")),
-    ("batch_rows_vs_mlflow", "ours", "mlflow", _per_case("batch", "rows_per_s")),
-    ("batch_rows_vs_hello", "ours", "hello", _per_case("batch", "rows_per_s")),
-    ("rss_vs_mlflow", "ours", "mlflow", _rss),
-    ("rss_vs_hello", "ours", "hello", _rss),
+@dataclass(frozen=True)
+class Ratio:
+    """``metric(top) / (bottom_metric or metric)(bottom)``: two targets, or two cases of one."""
+
+    key: str
+    top: str
+    bottom: str
+    metric: Callable[[Result], float]
+    bottom_metric: Callable[[Result], float] | None = None
+
+    def of(self, top: Result, bottom: Result) -> float:
+        return self.metric(top) / (self.bottom_metric or self.metric)(bottom)
+
+
+_SINGLE_RPS = _per_case("single", "requests_per_s")
+RATIOS: tuple[Ratio, ...] = (
+    Ratio("single_rps_vs_mlflow", "ours", "mlflow", _SINGLE_RPS),
+    Ratio("single_rps_vs_hello", "ours", "hello", _SINGLE_RPS),
+    Ratio("single_p99_mlflow_over_ours", "mlflow", "ours", _per_case("single", "p99_ms")),
+    Ratio("batch_rows_vs_mlflow", "ours", "mlflow", _per_case("batch", "rows_per_s")),
+    Ratio("batch_rows_vs_hello", "ours", "hello", _per_case("batch", "rows_per_s")),
+    Ratio("rss_vs_mlflow", "ours", "mlflow", _rss),
+    Ratio("rss_vs_hello", "ours", "hello", _rss),
+    # each protocol against /predict: the same server, in the same run
+    Ratio(
+        "invocations_rps_vs_predict",
+        "ours",
+        "ours",
+        _per_case("invocations", "requests_per_s"),
+        _SINGLE_RPS,
+    ),
+    Ratio("v2_rps_vs_predict", "ours", "ours", _per_case("v2", "requests_per_s"), _SINGLE_RPS),
+    Ratio("drift_single_rps_vs_off", "ours", "ours-nodrift", _SINGLE_RPS),
 )
 
 
@@ -725,9 +814,9 @@ def ratios(results: dict[str, Result]) -> dict[str, float]:
     """Every ratio whose two targets both ran clean; none from a target that FAILed."""
     clean = {name: res for name, res in results.items() if res.ok}
     return {
-        key: metric(clean[top]) / metric(clean[bottom])
-        for key, top, bottom, metric in RATIOS
-        if top in clean and bottom in clean
+        ratio.key: ratio.of(clean[ratio.top], clean[ratio.bottom])
+        for ratio in RATIOS
+        if ratio.top in clean and ratio.bottom in clean
     }
 
 
@@ -753,8 +842,8 @@ def print_table(
         f"--workers {workers}), hello {workers}  (PREDICTOR_WORKERS={workers})"
     )
     header = (
-        f"{'server':8s} {'request':>9s} {'req/s':>10s} {'rows/s':>11s} "
-        f"{'p50 ms':>8s} {'p99 ms':>8s} {'peak RSS/worker':>16s}"
+        f"{'server':12s} {'endpoint':22s} {'request':>9s} {'req/s':>10s} {'vs /predict':>11s} "
+        f"{'rows/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'peak RSS/worker':>16s}"
     )
     print(header)
     print("-" * len(header))
@@ -765,9 +854,9 @@ def print_table(
             n = stats["rows_per_request"]
             label = "1 row" if n == 1 else f"{n} rows"
             print(
-                f"{name:8s} {label:>9s} {stats['requests_per_s']:10.1f} "
-                f"{stats['rows_per_s']:11.0f} {stats['p50_ms']:8.2f} {stats['p99_ms']:8.2f} "
-                f"{res.peak_rss_mib:12.1f} MiB"
+                f"{name:12s} {stats['endpoint']:22s} {label:>9s} {stats['requests_per_s']:10.1f} "
+                f"{_vs_predict(name, res, stats):>11s} {stats['rows_per_s']:11.0f} "
+                f"{stats['p50_ms']:8.2f} {stats['p99_ms']:8.2f} {res.peak_rss_mib:12.1f} MiB"
             )
     print()
     for key, value in r.items():
@@ -783,12 +872,20 @@ def print_table(
         for reason in res.failures:
             print(f"FAIL  {res.target}: {reason}")
     skipped = [
-        key
-        for key, top, bottom, _ in RATIOS
-        if any(t in results and not results[t].ok for t in (top, bottom))
+        ratio.key
+        for ratio in RATIOS
+        if any(t in results and not results[t].ok for t in (ratio.top, ratio.bottom))
     ]
     if skipped:
         print(f"no ratio from a failed target: {', '.join(skipped)} not computed")
+
+
+def _vs_predict(target: str, res: Result, stats: dict[str, Any]) -> str:
+    """A single-row row of ours in any protocol over ours' /predict single-row req/s."""
+    predict = res.cases.get("single")
+    if target != "ours" or stats["rows_per_request"] != 1 or not predict:
+        return "-"
+    return f"{stats['requests_per_s'] / predict['requests_per_s']:.2f}"
 
 
 def machine() -> dict[str, Any]:
@@ -867,9 +964,11 @@ Started = tuple[Service, str, Callable[[], list[int]], dict[str, Any]]
 def start_target(
     target: str, url: str, workdir: Path, overrides: dict[str, str], workers: int
 ) -> Started:
-    """Start one server; returns it, its endpoint, how to find its workers, extra facts."""
-    if target == "ours":
-        svc, endpoint, info = start_ours(url, workdir, overrides, workers)
+    """Start one server; returns it, its base URL, how to find its workers, extra facts."""
+    if target in ("ours", "ours-nodrift"):
+        if target == "ours-nodrift":
+            overrides = {**overrides, "PREDICTOR_DRIFT_METRICS": "false"}
+        svc, endpoint, info = start_ours(url, workdir / target, overrides, workers)
         return svc, endpoint, lambda: gunicorn_workers(svc.pid), {"model": info}
     if target == "mlflow":
         svc, endpoint = start_mlflow_serve(url, workdir, workers)
@@ -964,12 +1063,21 @@ def main(argv: list[str] | None = None) -> int:
         rows = {"single": request_rows(1), "batch": request_rows(BATCH_ROWS)}
         reference = reference_probabilities(url, rows)
         expected = {name: expected_answers(proba) for name, proba in reference.items()}
-        cases: dict[str, dict[str, Case]] = {target: {} for target in TARGET_NAMES}
-        for name, case_rows in rows.items():
-            for target, body in bodies(case_rows).items():
-                path = workdir / f"body-{target}-{name}.json"
-                path.write_bytes(body)
-                cases[target][name] = Case(path, expected[name])
+        body_files: dict[tuple[str, str], Path] = {}
+        for rows_name, case_rows in rows.items():
+            for protocol, body in bodies(case_rows).items():
+                body_file = workdir / f"body-{protocol}-{rows_name}.json"
+                body_file.write_bytes(body)
+                body_files[protocol, rows_name] = body_file
+        cases = {
+            target: {
+                name: Case(
+                    body_files[protocol, rows_name], expected[rows_name], PATHS[protocol], protocol
+                )
+                for name, rows_name, protocol in plan
+            }
+            for target, plan in PLAN.items()
+        }
 
         for target in args.targets:
             print(f"starting {target}", flush=True)

@@ -85,7 +85,8 @@ class FakeServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/predict"
+        """The base URL: each case names its path (``/predict`` here)."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 @pytest.fixture
@@ -146,7 +147,7 @@ def test_a_wrong_answer_with_status_200_fails(fake, tmp_path):
 
 
 def test_a_server_that_does_not_answer_fails_before_the_load(tmp_path):
-    res = drive(f"http://127.0.0.1:{free_port()}/predict", tmp_path)
+    res = drive(f"http://127.0.0.1:{free_port()}", tmp_path)
     assert not res.ok
     assert res.failures[0].startswith("single: wrong answer before the load: no answer")
     assert "single" not in res.cases
@@ -165,7 +166,8 @@ def test_another_worker_count_than_asked_fails(fake, tmp_path):
 
 @pytest.mark.timeout(600)
 def test_bench_end_to_end(tmp_path):
-    """The real benchmark, all three servers, one worker each (mirrored to mlflow)."""
+    """The real benchmark, all three servers, one worker each (mirrored to mlflow); ours in
+    each of its protocols."""
     out = tmp_path / "bench.json"
     argv = [
         sys.executable, "bench/serve_bench.py",
@@ -185,8 +187,22 @@ def test_bench_end_to_end(tmp_path):
         res = report["results"][target]
         assert res["ok"], (target, res["failures"])
         assert len(res["workers"]) == 1, (target, res["workers"])
-        for case in ("single", "batch"):
-            stats = res["cases"][case]
+        assert list(res["cases"]) == [name for name, *_ in sb.PLAN[target]]
+        for stats in res["cases"].values():
             assert stats["requests"] > 0
             assert stats["answers_checked"] == 5
-    assert set(report["ratios"]) == {key for key, *_ in sb.RATIOS}
+    assert set(report["ratios"]) == {ratio.key for ratio in sb.RATIOS}
+    # the table: a row per protocol of ours, each with its req/s over /predict's
+    rows = {
+        tuple(line.split()[:2]): line.split()
+        for line in proc.stdout.splitlines()
+        if line.startswith("ours ")
+    }
+    for path, key in (
+        ("/invocations", "invocations_rps_vs_predict"),
+        (f"/v2/models/{sb.MODEL_NAME}/infer", "v2_rps_vs_predict"),
+    ):
+        # server, endpoint, "1 row" (two words), req/s, then req/s over /predict's
+        assert rows["ours", path][5] == f"{report['ratios'][key]:.2f}", proc.stdout
+    verdicts = {c["target"] for c in report["targets"]}
+    assert {"invocations_rps_vs_predict", "v2_rps_vs_predict"} <= verdicts
