@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ROOT / "collections/ansible_collections/mlops/stack/roles"
+SECONDS_PROPERTY = "scenario_seconds"
 SCENARIOS = sorted(ROLES.glob("*/molecule/*/molecule.yml"))
 
 
@@ -36,10 +38,12 @@ def test_every_public_role_has_a_scenario():
     assert roles <= tested, f"roles without a molecule scenario: {sorted(roles - tested)}"
 
 
-def run_scenario(scenario: Path, log: Path) -> int:
+def run_scenario(scenario: Path, log: Path) -> tuple[int, float]:
+    """The scenario's exit status and how many seconds it took."""
     env = dict(os.environ, MLOPS_ROOT=str(ROOT), PY_COLORS="0", ANSIBLE_FORCE_COLOR="0")
+    start = time.monotonic()
     with log.open("w") as out:
-        return subprocess.run(
+        rc = subprocess.run(
             ["molecule", "test", "-s", scenario.parent.name],
             cwd=scenario.parents[2],
             env=env,
@@ -47,6 +51,7 @@ def run_scenario(scenario: Path, log: Path) -> int:
             stderr=subprocess.STDOUT,
             timeout=1500,
         ).returncode
+    return rc, time.monotonic() - start
 
 
 def make_the_node_key() -> None:
@@ -67,7 +72,7 @@ def make_the_node_key() -> None:
 @pytest.fixture(scope="session")
 def scenario_runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[Path, tuple[Future[int], Path]]]:
+) -> Iterator[dict[Path, tuple[Future[tuple[int, float]], Path]]]:
     """Every selected scenario, MLOPS_MOLECULE_JOBS (default 2) at a time.
 
     Scenarios have their own nodes and networks, and spend much of their time
@@ -93,8 +98,16 @@ def scenario_runs(
 
 @pytest.mark.molecule
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
-def test_scenario(scenario: Path, scenario_runs: dict[Path, tuple[Future[int], Path]]):
+def test_scenario(
+    scenario: Path,
+    scenario_runs: dict[Path, tuple[Future[tuple[int, float]], Path]],
+    record_property: Callable[[str, object], None],
+):
     future, log = scenario_runs[scenario]
-    if future.result() != 0:
+    rc, seconds = future.result()
+    # the scenarios run in the background, two at a time: tests/molecule/conftest.py
+    # prints each one's own time at the end
+    record_property(SECONDS_PROPERTY, seconds)
+    if rc != 0:
         tail = log.read_text()[-6000:]
         pytest.fail(f"molecule {scenario_id(scenario)} failed:\n{tail}")
