@@ -1,16 +1,25 @@
 """Fixtures for the module tests: real MLflow servers and a way to run modules like Ansible does.
 
-The modules are run with the ``ansible`` ad-hoc command (JSON stdout callback) against
-localhost, with the project venv's Python as ``ansible_python_interpreter``; MLflow is
-a real ``mlflow server`` started by the project's ``tests/support/mlflow_server.py``,
-once plain and once with its basic-auth app.
+``run_module`` runs a module in the test process by default: its ``main()`` gets the
+arguments the way Ansible hands them over and its JSON result is read back. Starting
+the ``ansible`` command (and a fresh Python importing mlflow) costs seconds per run,
+so ``run_module(..., via_ansible=True)`` is kept for what only the real command shows:
+the ``no_log`` censoring of its output, another interpreter (``python=``), and the
+``--check``/``--diff`` plumbing (one test per module). There the module runs with the
+``ansible`` ad-hoc command (JSON stdout callback) against localhost, with the project
+venv's Python as ``ansible_python_interpreter``. MLflow is a real ``mlflow server``
+started by the project's ``tests/support/mlflow_server.py``, once plain and once with
+its basic-auth app.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
+import io
 import json
+import locale
 import os
 import shutil
 import subprocess
@@ -224,12 +233,33 @@ def ansible_env(tmp_path_factory):
 
 
 class ModuleRunner:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], tmp: Path) -> None:
         self.env = env
-        self.output = ""  # stdout and stderr of the last run
+        self.tmp = tmp
+        self._output: str | None = ""
 
-    def __call__(self, module: str, args: dict, *flags: str, python: str = sys.executable) -> dict:
+    @property
+    def output(self) -> str:
+        """stdout and stderr of the last run, which must have gone through ``ansible``."""
+        if self._output is None:
+            # the no_log censoring is Ansible's: an in-process run would prove nothing
+            raise AssertionError("run_module.output needs the last run to be via_ansible=True")
+        return self._output
+
+    def __call__(
+        self,
+        module: str,
+        args: dict,
+        *flags: str,
+        python: str | None = None,
+        via_ansible: bool = False,
+    ) -> dict:
         """Run ``module`` on localhost and return its task result."""
+        if via_ansible or python is not None:
+            return self._ansible(module, args, flags, python or sys.executable)
+        return self._in_process(module, args, flags)
+
+    def _ansible(self, module: str, args: dict, flags: tuple[str, ...], python: str) -> dict:
         command = [
             str(ANSIBLE),
             "localhost",
@@ -248,7 +278,7 @@ class ModuleRunner:
         done = subprocess.run(
             command, env=self.env, capture_output=True, text=True, timeout=300, check=False
         )
-        self.output = done.stdout + done.stderr
+        self._output = done.stdout + done.stderr
         # with -v..., verbose lines come before the callback's JSON document
         start = done.stdout.find("{") if done.stdout.startswith("{") else done.stdout.find("\n{\n")
         try:
@@ -260,10 +290,130 @@ class ModuleRunner:
                 f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
             ) from None
 
+    def _in_process(self, module: str, args: dict, flags: tuple[str, ...]) -> dict:
+        self._output = None
+        internals = {
+            "_ansible_check_mode": False,
+            "_ansible_diff": False,
+            "_ansible_verbosity": 0,
+            "_ansible_no_log": False,
+            "_ansible_debug": False,
+            "_ansible_module_name": f"mlops.stack.{module}",
+            "_ansible_tmpdir": str(self.tmp),
+            "_ansible_remote_tmp": str(self.tmp),
+            "_ansible_tracebacks_for": [],
+        }
+        for flag in flags:
+            if flag == "--check":
+                internals["_ansible_check_mode"] = True
+            elif flag == "--diff":
+                internals["_ansible_diff"] = True
+            elif flag.startswith("-v") and set(flag[1:]) == {"v"}:
+                internals["_ansible_verbosity"] = len(flag) - 1
+            else:
+                raise ValueError(f"{flag} needs via_ansible=True")
+        from ansible.module_utils.testing import patch_module_args
+
+        # imported before the state is saved: what importing mlflow sets up (KMP_* and
+        # telemetry variables, ...) stays for the process, as the test files import it too
+        main = importlib.import_module(f"ansible_collections.mlops.stack.plugins.modules.{module}")
+        stdout = io.StringIO()
+        with _module_process_state(), patch_module_args({**args, **internals}):
+            try:
+                with contextlib.redirect_stdout(stdout):
+                    main.main()
+            except SystemExit:
+                pass
+            else:
+                raise AssertionError(f"{module}.main() returned without exit_json or fail_json")
+        printed = stdout.getvalue()
+        try:
+            result = json.loads(printed[printed.index("{") :])
+        except ValueError:
+            raise AssertionError(f"{module} printed no JSON result:\n{printed}") from None
+        # what the controller adds before the JSON callback reports the task, so that a
+        # result reads the same however it was run
+        result.setdefault("changed", False)
+        if result.get("failed"):
+            result.setdefault("exception", "(traceback unavailable)")
+        result.update(action=f"mlops.stack.{module}", _ansible_no_log=False)
+        return result
+
+
+@contextlib.contextmanager
+def _module_process_state():
+    """Undo what a module run changes in this process, even when it raises.
+
+    The real ``ansible`` runs each module in a process of its own; here the next run and
+    the tests' own MLflow clients share ours.
+    """
+    from ansible.module_utils import basic
+    from ansible.module_utils._internal import _traceback
+    from ansible.module_utils.common import warnings
+
+    # Registry.__enter__ calls mlflow.set_tracking_uri, which also exports MLFLOW_TRACKING_URI
+    mlflow_uri = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    saved_uri = getattr(mlflow_uri, "_tracking_uri", None)
+    mlflow = sys.modules.get("mlflow")
+    saved_run = mlflow.active_run() if mlflow is not None else None
+    saved = {
+        "environ": dict(os.environ),
+        "argv": list(sys.argv),
+        "cwd": os.getcwd(),
+        "locale": locale.setlocale(locale.LC_ALL),  # AnsibleModule calls setlocale
+        "parsed": basic._PARSED_MODULE_ARGS,
+        "tracebacks": _traceback._module_tracebacks_enabled_events,
+    }
+    # warnings and deprecations are per run: a module process starts without any
+    gathered = (dict(warnings._global_warnings), dict(warnings._global_deprecations))
+    warnings._global_warnings.clear()
+    warnings._global_deprecations.clear()
+    try:
+        yield
+    finally:
+        try:
+            # a run left open by a failed module would become the parent of the next one
+            mlflow = sys.modules.get("mlflow")
+            while (
+                mlflow is not None
+                and (run := mlflow.active_run()) is not None
+                and (saved_run is None or run.info.run_id != saved_run.info.run_id)
+            ):
+                mlflow.end_run(status="KILLED")
+        finally:
+            _restore(saved, saved_uri, gathered)
+
+
+def _restore(saved: dict, saved_uri: str | None, gathered: tuple[dict, dict]) -> None:
+    from ansible.module_utils import basic
+    from ansible.module_utils._internal import _traceback
+    from ansible.module_utils.common import warnings
+
+    warnings._global_warnings.clear()
+    warnings._global_warnings.update(gathered[0])
+    warnings._global_deprecations.clear()
+    warnings._global_deprecations.update(gathered[1])
+    basic._PARSED_MODULE_ARGS = saved["parsed"]
+    _traceback._module_tracebacks_enabled_events = saved["tracebacks"]
+    locale.setlocale(locale.LC_ALL, saved["locale"])
+    os.chdir(saved["cwd"])
+    sys.argv[:] = saved["argv"]
+    mlflow_uri = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if mlflow_uri is not None:
+        mlflow_uri._tracking_uri = saved_uri
+    for key in set(os.environ) - set(saved["environ"]):
+        del os.environ[key]
+    for key, value in saved["environ"].items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
 
 @pytest.fixture(scope="session")
-def run_module(ansible_env):
-    return ModuleRunner(ansible_env)
+def run_module(ansible_env, tmp_path_factory):
+    # the modules import each other as ansible_collections.mlops.stack...
+    if str(COLLECTIONS) not in sys.path:
+        sys.path.insert(0, str(COLLECTIONS))
+    return ModuleRunner(ansible_env, tmp_path_factory.mktemp("module-tmp"))
 
 
 class PlaybookRunner:

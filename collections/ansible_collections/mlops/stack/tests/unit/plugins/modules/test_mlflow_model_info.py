@@ -1,4 +1,4 @@
-"""mlops.stack.mlflow_model_info, run by ``ansible`` against a real MLflow server."""
+"""mlops.stack.mlflow_model_info against a real MLflow server."""
 
 from __future__ import annotations
 
@@ -24,8 +24,12 @@ def test_lists_versions_and_aliases(mlflow_url, model_name, run_module):
         mlflow_url, model_name, "champion", TrainParams(n_estimators=20), min_accuracy=0.5
     )
     assert made["version"] == "1", made
+    # through ansible: an info module must run in its --check too
     info = run_module(
-        "mlflow_model_info", {"tracking_uri": mlflow_url, "model_name": model_name}, "--check"
+        "mlflow_model_info",
+        {"tracking_uri": mlflow_url, "model_name": model_name},
+        "--check",
+        via_ansible=True,
     )
     assert info["changed"] is False
     assert info["exists"] is True

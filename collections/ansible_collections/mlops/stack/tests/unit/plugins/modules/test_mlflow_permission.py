@@ -1,4 +1,4 @@
-"""mlops.stack.mlflow_permission, run by ``ansible`` against a real MLflow server with basic auth.
+"""mlops.stack.mlflow_permission against a real MLflow server with basic auth.
 
 Every outcome is checked through MLflow's REST API (``mlflow_auth``).
 """
@@ -35,7 +35,8 @@ def test_check_mode_creates_and_grants_nothing(mlflow_auth, account, run_module)
         "create_missing": True,
         "grants": edit_both(account),
     }
-    planned = run_module("mlflow_permission", args, "--check", "--diff")
+    # through ansible: its --check and --diff reach the module
+    planned = run_module("mlflow_permission", args, "--check", "--diff", via_ansible=True)
     assert not failed(planned), planned
     assert planned["changed"] is True
     assert planned["actions"] == [

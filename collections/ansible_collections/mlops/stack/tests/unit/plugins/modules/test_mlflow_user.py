@@ -1,4 +1,4 @@
-"""mlops.stack.mlflow_user, run by ``ansible`` against a real MLflow server with basic auth.
+"""mlops.stack.mlflow_user against a real MLflow server with basic auth.
 
 Every outcome is checked through MLflow's REST API (``mlflow_auth``), not only through
 what the module reports.
@@ -48,7 +48,8 @@ def test_create_then_nothing_to_do(mlflow_auth, unique_name, run_module, python_
 
 def test_check_mode_creates_nothing(mlflow_auth, unique_name, run_module):
     args = {**mlflow_auth.connection(), "name": unique_name, "password": PASSWORD, "admin": True}
-    planned = run_module("mlflow_user", args, "--check", "--diff")
+    # through ansible: its --check and --diff reach the module
+    planned = run_module("mlflow_user", args, "--check", "--diff", via_ansible=True)
     assert not failed(planned), planned
     assert planned["changed"] is True
     assert planned["actions"] == ["create the account", "make it an admin"]
@@ -183,7 +184,8 @@ def test_wrong_admin_password_fails_clearly(mlflow_auth, unique_name, run_module
         "name": unique_name,
         "password": PASSWORD,
     }
-    result = run_module("mlflow_user", args, "-vvv")
+    # the censoring is Ansible's, and only its own output shows it
+    result = run_module("mlflow_user", args, "-vvv", via_ansible=True)
     assert failed(result), result
     assert result["status"] == 401
     assert result["login_refused"] is True
@@ -203,7 +205,7 @@ def test_no_password_in_the_output(mlflow_auth, unique_name, run_module):
         "password": PASSWORD,
         "refused_logins": [{"username": unique_name, "password": WRONG}],
     }
-    result = run_module("mlflow_user", args, "-vvv", "--diff")
+    result = run_module("mlflow_user", args, "-vvv", "--diff", via_ansible=True)
     assert result["changed"] is True, result
     for secret in (PASSWORD, OTHER, WRONG, mlflow_auth.admin_password):
         assert secret not in run_module.output
