@@ -1,4 +1,8 @@
-"""Command line: ``python -m mlops_model {train,info,set-alias} ...`` printing JSON.
+"""Command line: ``python -m mlops_model {train,info,set-alias,prepare} ...`` printing JSON.
+
+``prepare --name NAME --version N`` prepares a version registered by another tool
+for the predictors' fast path (ONNX graph, check rows, tag ``mlops.fast_path``);
+``train`` does that for the versions it registers.
 
 Credentials for an MLflow server with basic auth come from MLflow's own
 ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``; with
@@ -18,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from mlops_model.ensure import ensure_model, model_info, set_alias
+from mlops_model.ensure import ensure_model, model_info, prepare_version, set_alias
 from mlops_model.errors import MlopsModelError
 from mlops_model.registry import DEFAULT_REQUEST_TIMEOUT
 from mlops_model.schema import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
@@ -46,7 +50,7 @@ def _connection_args(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("MLFLOW_TRACKING_URI"),
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)",
     )
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument("--model-name", "--name", default=DEFAULT_MODEL_NAME)
     parser.add_argument(
         "--request-timeout",
         type=int,
@@ -87,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="promote even if worse than the current holder"
     )
     train.add_argument("--check", action="store_true", help="report, write nothing")
+    train.add_argument(
+        "--require-fast-path",
+        action="store_true",
+        help="move the alias only to a version prepared for the fast path",
+    )
 
     info = commands.add_parser("info", help="versions and aliases of a registered model")
     _connection_args(info)
@@ -99,6 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-require-gate", action="store_true", help="allow a version tagged mlops.gate=failed"
     )
     alias.add_argument("--check", action="store_true")
+    alias.add_argument(
+        "--require-fast-path",
+        action="store_true",
+        help="refuse a version not tagged mlops.fast_path=passed",
+    )
+
+    prepare = commands.add_parser(
+        "prepare", help="prepare a registered version for the predictors' fast path"
+    )
+    _connection_args(prepare)
+    prepare.add_argument("--version", required=True)
+    prepare.add_argument(
+        "--force", action="store_true", help="prepare again even if already prepared"
+    )
+    prepare.add_argument("--check", action="store_true")
     return parser
 
 
@@ -135,11 +159,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.min_accuracy,
             args.force,
             args.check,
+            require_fast_path=args.require_fast_path,
             experiment_name=args.experiment_name,
             **common,
         )
     if args.command == "info":
         return model_info(args.tracking_uri, args.model_name, **common)
+    if args.command == "prepare":
+        return prepare_version(
+            args.tracking_uri,
+            args.model_name,
+            args.version,
+            check_mode=args.check,
+            force=args.force,
+            **common,
+        )
     return set_alias(
         args.tracking_uri,
         args.model_name,
@@ -147,6 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.version,
         check_mode=args.check,
         require_gate=not args.no_require_gate,
+        require_fast_path=args.require_fast_path,
         **common,
     )
 

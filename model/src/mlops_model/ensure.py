@@ -16,6 +16,7 @@ from mlops_model.errors import InvalidParameter
 from mlops_model.gate import GATE_PASSED, Decision, decide_promotion, gate_label, gate_passed
 from mlops_model.registry import DEFAULT_REQUEST_TIMEOUT, Registry
 from mlops_model.schema import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from mlops_model.serving.fast_path import FAST_PATH_TAG, fast_path_passed
 from mlops_model.train import TrainParams, fingerprint, train
 from mlops_model.validation import (
     validate_alias,
@@ -60,6 +61,7 @@ def ensure_model(
     force: bool = False,
     check_mode: bool = False,
     *,
+    require_fast_path: bool = False,
     experiment_name: str | None = None,
     username: str | None = None,
     password: str | None = None,
@@ -71,7 +73,9 @@ def ensure_model(
     version tagged with this fingerprint; if there is none, train, log and
     register one (tags ``mlops.fingerprint``, ``mlops.gate``); then apply the
     gate (:func:`~mlops_model.gate.decide_promotion`) and move the alias.
-    ``alias=None`` or ``""`` registers without touching any alias.
+    ``alias=None`` or ``""`` registers without touching any alias. With
+    ``require_fast_path`` the alias moves only to a version tagged
+    ``mlops.fast_path=passed`` (:func:`require_prepared` raises otherwise).
 
     In check mode nothing is written to MLflow: a would-be new version is trained in
     memory to report its metrics, ``version`` is ``None``.
@@ -130,6 +134,8 @@ def ensure_model(
             )
             decision = decide_promotion(metrics, holder_metrics, min_accuracy, force)
             if decision.promote:
+                if require_fast_path and version is not None:
+                    require_prepared(registry, model_name, version)
                 promoted = True
                 alias_after = version
                 if not check_mode:
@@ -154,6 +160,57 @@ def ensure_model(
         "promoted": promoted,
         "reason": decision.reason,
         "params": params.as_dict(),
+    }
+
+
+def require_prepared(registry: Registry, name: str, version: str) -> None:
+    """Raise :class:`InvalidParameter` (``require_fast_path``) unless the version is prepared."""
+    info = registry.version_info(name, version)
+    tag = info.fast_path if info is not None else None
+    if not fast_path_passed(tag):
+        why = "was never prepared" if tag is None else f"failed its preparation ({tag})"
+        raise InvalidParameter(
+            "require_fast_path",
+            f"require_fast_path: version {version} of {name!r} {why}: tag "
+            f"{FAST_PATH_TAG} is {tag!r}, not 'passed'. Prepare it with "
+            f"`python -m mlops_model prepare --name {name} --version {version}`, "
+            "or set require_fast_path=false to let the predictors convert it at load",
+        )
+
+
+def prepare_version(
+    tracking_uri: str,
+    model_name: str,
+    version: str,
+    *,
+    check_mode: bool = False,
+    force: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+    request_timeout: int = DEFAULT_REQUEST_TIMEOUT,
+) -> dict[str, Any]:
+    """Prepare one registered version for the predictors' fast path, idempotently.
+
+    A version already tagged ``mlops.fast_path=passed`` is left alone unless ``force``.
+    """
+    validate_model_name(model_name)
+    version = validate_version(version)
+    with _registry(tracking_uri, username, password, request_timeout) as registry:
+        info = registry.version_info(model_name, version)
+        if info is None:
+            raise InvalidParameter("version", f"{model_name!r} has no version {version}")
+        before = info.fast_path
+        after = before
+        changed = force or not fast_path_passed(before)
+        if changed and not check_mode:
+            after = registry.prepare_version(model_name, version)
+    return {
+        "changed": changed,
+        "model_name": model_name,
+        "version": version,
+        "fast_path_before": before,
+        "fast_path": after,
+        "check_mode": check_mode,
     }
 
 
@@ -186,13 +243,15 @@ def set_alias(
     *,
     check_mode: bool = False,
     require_gate: bool = True,
+    require_fast_path: bool = False,
     username: str | None = None,
     password: str | None = None,
     request_timeout: int = DEFAULT_REQUEST_TIMEOUT,
 ) -> dict[str, Any]:
     """Point ``alias`` at an existing ``version`` (promote or roll back), idempotently.
 
-    With ``require_gate`` the version must carry ``mlops.gate=passed``.
+    With ``require_gate`` the version must carry ``mlops.gate=passed``; with
+    ``require_fast_path``, ``mlops.fast_path=passed`` too.
     """
     validate_model_name(model_name)
     checked = validate_alias(alias)
@@ -212,6 +271,8 @@ def set_alias(
             )
         before = registry.alias_version(model_name, checked)
         changed = before != version
+        if changed and require_fast_path:
+            require_prepared(registry, model_name, version)
         if changed and not check_mode:
             registry.set_alias(model_name, checked, version)
     return {
@@ -223,6 +284,7 @@ def set_alias(
         "version": version,
         "run_id": info.run_id,
         "metrics": info.metrics,
+        "fast_path": info.fast_path,
         "check_mode": check_mode,
     }
 

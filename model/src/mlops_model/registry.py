@@ -41,7 +41,7 @@ from mlflow.tracking import MlflowClient
 from mlops_model import __version__
 from mlops_model.auth import basic_auth_header
 from mlops_model.data import TARGET_NAME, dataset_digest, load_frame
-from mlops_model.drift import DRIFT_REFERENCE_FILE
+from mlops_model.drift import DRIFT_REFERENCE_FILE, MODEL_EXTRA_FILES_DIR
 from mlops_model.errors import InvalidParameter, RegistryError, RegistryUnavailable
 from mlops_model.gate import (
     GATE_MIN_ACCURACY_TAG,
@@ -51,6 +51,7 @@ from mlops_model.gate import (
     gate_passed,
 )
 from mlops_model.schema import CLASS_NAMES, FINGERPRINT_TAG, SKOPS_TRUSTED_TYPES
+from mlops_model.serving.fast_path import FAST_PATH_TAG, FastPathResult, build_fast_path
 from mlops_model.train import ALGORITHM, TrainedModel
 from mlops_model.validation import (
     validate_alias,
@@ -160,6 +161,8 @@ class VersionInfo:
     aliases: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     confusion_matrix: list[list[int]] | None = None
+    # mlops.fast_path: "passed", "failed: <reason>", or None (never prepared)
+    fast_path: str | None = None
 
     @property
     def model_uri(self) -> str:
@@ -327,6 +330,7 @@ class Registry:
             aliases=sorted(a for a, v in (aliases or {}).items() if v == version),
             metrics=metrics,
             confusion_matrix=matrix,
+            fast_path=tags.get(FAST_PATH_TAG),
         )
 
     def find_version(self, name: str, fingerprint: str) -> VersionInfo | None:
@@ -428,8 +432,12 @@ class Registry:
         model_name: str,
         trained: TrainedModel,
         fingerprint: str,
+        fast_path: FastPathResult | None = None,
     ) -> tuple[str, str, str]:
         """Log one run with params, metrics, confusion matrix, dataset and model.
+
+        ``fast_path``: the prepared ONNX graph and check rows ride in the model's
+        ``extra_files/`` beside the drift reference.
 
         Returns ``(run_id, model_uri, model_id)``. On any failure the run (and the
         logged model) is deleted before the error propagates.
@@ -492,7 +500,10 @@ class Registry:
                             include_skops=True
                         ),
                         tags={FINGERPRINT_TAG: fingerprint},
-                        extra_files=[str(reference_file)],
+                        extra_files=[
+                            str(reference_file),
+                            *(str(f) for f in (fast_path.files if fast_path else [])),
+                        ],
                     )
                     model_id = info.model_id
                     return run.info.run_id, info.model_uri, info.model_id
@@ -510,9 +521,17 @@ class Registry:
         fingerprint: str,
         gate: bool,
         min_accuracy: float,
+        fast_path_tag: str | None = None,
     ) -> str:
-        """Create a version carrying the fingerprint and gate tags from the start."""
+        """Create a version carrying the fingerprint, gate and fast-path tags from the start."""
         validate_model_name(name)
+        tags = {
+            FINGERPRINT_TAG: fingerprint,
+            GATE_TAG: gate_label(gate),
+            GATE_MIN_ACCURACY_TAG: str(min_accuracy),
+        }
+        if fast_path_tag is not None:
+            tags[FAST_PATH_TAG] = fast_path_tag
         with self._errors(f"registering a version of {name!r}"):
             try:
                 self.client.create_registered_model(
@@ -526,11 +545,7 @@ class Registry:
                 source=model_uri,
                 run_id=run_id,
                 model_id=model_id,
-                tags={
-                    FINGERPRINT_TAG: fingerprint,
-                    GATE_TAG: gate_label(gate),
-                    GATE_MIN_ACCURACY_TAG: str(min_accuracy),
-                },
+                tags=tags,
                 description=f"fingerprint {fingerprint}",
             )
             return str(mv.version)
@@ -547,14 +562,18 @@ class Registry:
         """Log a run and register it; returns ``(version, run_id)``.
 
         If registration fails after the run was logged, the run and its logged
-        model are deleted: no half-registered leftovers.
+        model are deleted: no half-registered leftovers. The version is prepared for
+        the predictors' fast path first (:mod:`mlops_model.serving.fast_path`).
         """
-        run_id, model_uri, model_id = self.log_training(
-            experiment_name=experiment_name,
-            model_name=name,
-            trained=trained,
-            fingerprint=fingerprint,
-        )
+        with tempfile.TemporaryDirectory(prefix="fast-path-") as tmp:
+            fast_path = build_fast_path(trained.model, Path(tmp))
+            run_id, model_uri, model_id = self.log_training(
+                experiment_name=experiment_name,
+                model_name=name,
+                trained=trained,
+                fingerprint=fingerprint,
+                fast_path=fast_path,
+            )
         try:
             version = self.register_version(
                 name=name,
@@ -564,6 +583,7 @@ class Registry:
                 fingerprint=fingerprint,
                 gate=gate_passed(trained.evaluation.metrics(), min_accuracy),
                 min_accuracy=min_accuracy,
+                fast_path_tag=fast_path.tag,
             )
         except BaseException:
             self._cleanup(run_id, model_id)
@@ -572,6 +592,58 @@ class Registry:
         with contextlib.suppress(MlflowException):
             self.client.set_tag(run_id, "mlops.registered_version", version)
         return version, run_id
+
+    def prepare_version(self, name: str, version: str) -> str:
+        """Prepare a registered version for the fast path; returns its ``mlops.fast_path`` tag.
+
+        For versions registered by other tools: downloads the model, loads it with the
+        predictor's skops allow-list, converts and checks it, adds the graph and check
+        rows to the model's ``extra_files/`` and tags the version.
+        """
+        validate_model_name(name)
+        with self._errors(f"preparing version {version} of {name!r}"):
+            mv = self.client.get_model_version(name, str(version))
+            with tempfile.TemporaryDirectory(prefix="fast-path-") as tmp:
+                result = self._fast_path_of(name, str(version), Path(tmp))
+                if result.passed:
+                    self._attach(mv, Path(tmp) / "attach")
+            self.client.set_model_version_tag(name, str(version), FAST_PATH_TAG, result.tag)
+            return result.tag
+
+    def _fast_path_of(self, name: str, version: str, work: Path) -> FastPathResult:
+        import skops.io  # type: ignore[import-untyped]
+
+        from mlops_model.serving.prepare import download
+        from mlops_model.serving.sklearn_backend import read_flavors
+
+        model_dir = download(self.tracking_uri, name, version, work / "download")
+        try:
+            conf = read_flavors(model_dir).get("sklearn") or {}
+            if conf.get("serialization_format") != "skops":
+                return FastPathResult("not a skops-serialized scikit-learn model")
+            estimator = skops.io.load(
+                model_dir / str(conf.get("pickled_model", "model.skops")),
+                trusted=list(SKOPS_TRUSTED_TYPES),
+            )
+        except Exception as exc:  # skops and the YAML reader raise many types
+            return FastPathResult(f"cannot load the model: {exc}")
+        return build_fast_path(estimator, work / "attach" / MODEL_EXTRA_FILES_DIR)
+
+    def _attach(self, mv: ModelVersion, files: Path) -> None:
+        """Add ``files`` (an ``extra_files/`` tree) to the version's model artifacts."""
+        source = str(mv.source or "")
+        # MLflow 3 logged models: the version's source is models:/<model id>
+        model_id = getattr(mv, "model_id", None) or (
+            source.removeprefix("models:/") if source.startswith("models:/m-") else None
+        )
+        if model_id:
+            self.client.log_model_artifacts(model_id, str(files))
+            return
+        if source.startswith("runs:/") and mv.run_id:
+            path = source.removeprefix("runs:/").partition("/")[2]
+            self.client.log_artifacts(mv.run_id, str(files), artifact_path=path or None)
+            return
+        raise RegistryError(f"cannot add files to a model stored at {source!r}")
 
     def describe(self, name: str) -> dict[str, Any]:
         """Read-only summary: versions (with metrics, fingerprint, gate, aliases) and aliases."""

@@ -344,3 +344,29 @@ def test_cli_unreachable_exits_1():
     done = cli("info", "--tracking-uri", UNREACHABLE)
     assert done.returncode == 1
     assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in done.stderr
+
+
+def test_registered_versions_carry_their_prepared_onnx_model(mlflow_server, unique_model_name):
+    from mlflow.artifacts import download_artifacts
+    from mlops_model.serving.fast_path import read_checks
+
+    url, name = mlflow_server.url, unique_model_name
+    made = ensure.ensure_model(url, name, None, STRONG, min_accuracy=0.9)
+    client = MlflowClient(url)
+    assert client.get_model_version(name, made["version"]).tags["mlops.fast_path"] == "passed"
+    model_dir = Path(download_artifacts(f"models:/{name}/{made['version']}", tracking_uri=url))
+    assert (model_dir / "extra_files" / "fast-path-model.onnx").stat().st_size > 0
+    assert read_checks(model_dir).rows.shape[1] == 4
+
+    # refused by the gate once the preparation is recorded as failed; prepare repairs it
+    client.set_model_version_tag(name, made["version"], "mlops.fast_path", "failed: test")
+    with pytest.raises(InvalidParameter, match="failed its preparation") as refused:
+        ensure.set_alias(url, name, "champion", made["version"], require_fast_path=True)
+    assert refused.value.field == "require_fast_path"
+    assert alias_of(url, name) is None
+    prepared = ensure.prepare_version(url, name, made["version"])
+    assert (prepared["fast_path_before"], prepared["fast_path"]) == ("failed: test", "passed")
+    again = ensure.prepare_version(url, name, made["version"])
+    assert again["changed"] is False
+    moved = ensure.set_alias(url, name, "champion", made["version"], require_fast_path=True)
+    assert moved["changed"] is True

@@ -39,6 +39,20 @@ def serving_models(mlflow_server: Any) -> Registered:
     return Registered(url=mlflow_server.url, name=name, strong=strong, weak=weak)
 
 
+@pytest.fixture(scope="session")
+def prepared_models(mlflow_server: Any) -> Registered:
+    """Two versions prepared for the fast path (as ``python -m mlops_model prepare`` does)."""
+    from mlops_model.ensure import prepare_version
+
+    name = "serving-iris-prepared"
+    strong = register_version(mlflow_server.url, name, strong_forest())
+    weak = register_version(mlflow_server.url, name, weak_stump())
+    for version in (strong, weak):
+        assert prepare_version(mlflow_server.url, name, version)["fast_path"] == "passed"
+    set_alias(mlflow_server.url, name, strong)
+    return Registered(url=mlflow_server.url, name=name, strong=strong, weak=weak)
+
+
 @pytest.fixture(autouse=True)
 def _fast_registry_http(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the predictor's entry points set: short MLflow HTTP timeouts, no retries."""

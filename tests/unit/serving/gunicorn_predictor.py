@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ class Predictor:
         self.url = f"http://127.0.0.1:{port}"
         self.proc = proc
         self.log = log
+        self.ready_after = 0.0  # seconds from the start of gunicorn to the first ready worker
 
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
@@ -63,7 +65,15 @@ class Predictor:
 
     def workers(self) -> set[int]:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return {int(pid) for pid in children.read_text().split()}
+        return {int(pid) for pid in children.read_text().split() if not _is_follower(int(pid))}
+
+
+def _is_follower(pid: int) -> bool:
+    """The host's alias follower, the master's one child that is not a worker."""
+    try:
+        return b"mlops_model.serving.alias_state" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -88,6 +98,7 @@ def running_predictor(serving_models: Any, workdir: Path, **settings: str) -> It
     }
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     log = workdir / "gunicorn.log"
+    started = time.monotonic()
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
@@ -100,6 +111,7 @@ def running_predictor(serving_models: Any, workdir: Path, **settings: str) -> It
     server = Predictor(port, proc, log)
     try:
         wait_for(lambda: proc.poll() is not None or server.ready(), 120, "gunicorn to be ready")
+        server.ready_after = time.monotonic() - started
         assert proc.poll() is None, log.read_text()
         wait_for(lambda: server.reloads() == 2, 60, "both workers to load the model")
         yield server

@@ -355,6 +355,10 @@ def create_app(settings: Settings | None = None, *, autostart: bool = True) -> F
                 # null, or why scikit-learn serves although ONNX was asked for
                 "backend_fallback": _fallback(model),
                 "source": model.source,
+                # "prepared" (ONNX checked at registration), "converted" or "sklearn"
+                "preparation": model.preparation,
+                # "registry" (downloaded) or "cache" (the host's model cache)
+                "fetched_from": model.fetched,
                 "features": [
                     {"name": f.name, "unit": f.unit, "minimum": f.minimum, "maximum": f.maximum}
                     for f in FEATURES

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 PREPARED_FILE = "predictor-prepared.json"
 ONNX_FILE = "predictor-model.onnx"
 PARITY_FILE = "predictor-parity.npz"
+ORIGIN_REGISTRATION = "registration"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class Prepared:
     class_order: list[int] | None = None
     # The model's own label of each probability column (None: written by an older predictor)
     labels: list[int | str] | None = None
+    # ORIGIN_REGISTRATION: the ONNX graph and its check rows came with the version
+    # (mlops_model.serving.fast_path); None: this predictor converted the model.
+    origin: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -87,6 +91,7 @@ class Prepared:
                 feature_order=doc.get("feature_order"),
                 class_order=doc.get("class_order"),
                 labels=doc.get("labels"),
+                origin=doc.get("origin"),
             )
         except (KeyError, TypeError) as exc:
             raise ModelLoadError(f"unexpected {PREPARED_FILE}: {exc!r}") from exc

@@ -11,6 +11,10 @@ The hooks: ``on_starting`` empties ``PROMETHEUS_MULTIPROC_DIR`` (a private tempo
 directory when unset), ``post_worker_init`` starts the model watcher in each worker
 and waits for its first model before the worker accepts connections,
 ``worker_exit`` stops it, ``child_exit`` retires a dead worker's live gauges.
+``when_ready`` starts the host's one alias follower
+(:mod:`~mlops_model.serving.alias_state`: one registry request per
+``PREDICTOR_ALIAS_POLL_INTERVAL`` [1 s] for all workers, written to
+``PREDICTOR_ALIAS_FILE``, a private temporary file when unset); ``on_exit`` stops it.
 SIGHUP to the master restarts the workers gracefully, which reloads the model.
 """
 
@@ -19,6 +23,8 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
@@ -28,8 +34,17 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="predictor-metrics-")
 
 from mlops_model.serving.registry_client import apply_registry_http_defaults
+from mlops_model.serving.settings import Settings
 
 apply_registry_http_defaults()
+
+# Set before the workers fork, so that each of them reads the file the follower writes.
+_follow = Settings.from_env().alias_poll_interval > 0
+if _follow and not os.environ.get("PREDICTOR_ALIAS_FILE"):
+    os.environ["PREDICTOR_ALIAS_FILE"] = os.path.join(
+        tempfile.mkdtemp(prefix="predictor-alias-"), "alias.json"
+    )
+_follower: subprocess.Popen[bytes] | None = None
 
 
 def _int(name: str, default: int) -> int:
@@ -87,6 +102,28 @@ def on_starting(server: Any) -> None:
     for stale in glob.glob(os.path.join(path, "*.db")):
         os.remove(stale)
     server.log.info("prometheus multiprocess directory: %s", path)
+
+
+def when_ready(server: Any) -> None:
+    """Master: start the host's alias follower (a process: the master forks workers)."""
+    global _follower
+    if not _follow:
+        return
+    path = os.environ["PREDICTOR_ALIAS_FILE"]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    argv = [sys.executable, "-m", "mlops_model.serving.alias_state", path]
+    _follower = subprocess.Popen(argv, env=env)
+    server.log.info("alias follower %s writes %s", _follower.pid, path)
+
+
+def on_exit(server: Any) -> None:
+    if _follower is not None and _follower.poll() is None:
+        _follower.terminate()
+        try:
+            _follower.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _follower.kill()
 
 
 def post_worker_init(worker: Any) -> None:

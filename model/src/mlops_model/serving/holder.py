@@ -73,6 +73,12 @@ class LoadedModel:
     # The training distribution of this version (mlops_model.drift), or None and why not.
     drift_reference: DriftReference | None = None
     drift_missing: str | None = None
+    # How the backend was made: "prepared" (the ONNX graph checked at registration,
+    # opened with onnxruntime alone), "converted" (converted by this predictor) or
+    # "sklearn"; and where its files came from: "registry" (downloaded) or "cache"
+    # (the host's model cache).
+    preparation: str = "converted"
+    fetched: str = "registry"
 
     @property
     def backend_name(self) -> str:

@@ -1,5 +1,11 @@
 """Resolve ``models:/<name>@<alias>`` in the MLflow registry, load that version, self-check it.
 
+A version prepared at registration (:mod:`~mlops_model.serving.fast_path`, tag
+``mlops.fast_path=passed``) takes the fast path: the worker fetches its ONNX graph
+and check rows over REST, opens the graph with onnxruntime and checks it against
+those rows, in-process, in well under a second. Everything below is the fallback
+for versions without it (or whose graph fails its check here).
+
 A serving process imports neither MLflow nor scikit-learn for this when it can
 avoid it: the alias lookup is one REST call (:mod:`~mlops_model.serving.registry_client`),
 and the download plus the preparation of the backend (skops load, ONNX
@@ -23,17 +29,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+
 from mlops_model.drift import (
     DRIFT_REFERENCE_FILE,
     MODEL_EXTRA_FILES_DIR,
     DriftReference,
 )
-from mlops_model.serving.backends import Prepared, build_backend
+from mlops_model.serving import alias_state
+from mlops_model.serving.backends import (
+    ONNX_FILE,
+    ORIGIN_REGISTRATION,
+    PARITY_FILE,
+    PREPARED_FILE,
+    Prepared,
+    build_backend,
+)
 from mlops_model.serving.checks import self_check
 from mlops_model.serving.errors import ModelLoadError, SelfCheckError
+from mlops_model.serving.fast_path import (
+    FAST_PATH_CHECKS,
+    FAST_PATH_ONNX,
+    FAST_PATH_TAG,
+    fast_path_passed,
+    read_checks,
+)
 from mlops_model.serving.holder import LoadedModel
 from mlops_model.serving.prepare import PrepareRequest, fetch_and_prepare
-from mlops_model.serving.registry_client import ResolvedVersion, for_uri
+from mlops_model.serving.registry_client import ResolvedVersion, RestRegistry, for_uri
 from mlops_model.serving.settings import BACKEND_NAMES, Settings
 
 log = logging.getLogger(__name__)
@@ -72,10 +95,26 @@ class RegistryLoader:
             )
         self.settings = settings
         self._resolver = for_uri(settings.tracking_uri)
+        self._followed = False  # the last resolve() read a fresh host-wide alias file
 
     def resolve(self) -> ResolvedVersion:
-        """The version the alias points at now."""
-        return self._resolver.resolve(self.settings.model_name, self.settings.model_alias)
+        """The version the alias points at now: from the host's follower, else the registry."""
+        s = self.settings
+        if s.alias_file and s.alias_poll_interval > 0:
+            state = alias_state.read_state(
+                Path(s.alias_file), alias_state.stale_after(s.alias_poll_interval)
+            )
+            if state is not None and (state.name, state.alias) == (s.model_name, s.model_alias):
+                self._followed = True
+                return state.resolved()
+        self._followed = False
+        return self._resolver.resolve(s.model_name, s.model_alias)
+
+    def poll_delay(self) -> float:
+        """Seconds to the watcher's next check: a local file read is cheap, a request is not."""
+        if self._followed:
+            return min(alias_state.WORKER_CHECK_INTERVAL, self.settings.poll_interval)
+        return self.settings.poll_interval
 
     @property
     def isolated(self) -> bool:
@@ -90,7 +129,7 @@ class RegistryLoader:
         model, for a worker that starts while the registry is unreachable.
         """
         if not self.settings.cache_dir:
-            return self._download_and_build(resolved)
+            return self._fast_path(resolved) or self._download_and_build(resolved)
         # The workers of one host share the cache: the first one downloads and
         # prepares the version (a child process, seconds of CPU), the others wait
         # for it and open what it stored, so a host prepares each version once.
@@ -98,25 +137,94 @@ class RegistryLoader:
             lock_file = self._open_prepare_lock(resolved.version)
         except OSError as exc:
             log.warning("no shared preparation (%s); preparing in this worker", exc)
-            return self._download_and_build(resolved)
+            return self._fast_path(resolved) or self._download_and_build(resolved)
         with lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)  # released on close, or when the process dies
             stored = self._version_dir(resolved.version)
             prepared = Prepared.read(stored) if stored.is_dir() else None
             if prepared is not None and prepared.requested == self.settings.backend:
                 try:
-                    model = self._finish(resolved, stored, prepared, source="registry")
+                    model = self._finish(
+                        resolved, stored, prepared, source="registry", fetched="cache"
+                    )
                 except (ModelLoadError, SelfCheckError, OSError) as exc:
                     log.warning("stored version %s unusable (%s); preparing again", stored, exc)
+                    shutil.rmtree(stored, ignore_errors=True)  # or _store would keep it
                 else:
                     self._point_alias_at(resolved)
                     return model
-            return self._download_and_build(resolved)
+            return self._fast_path(resolved) or self._download_and_build(resolved)
 
     def _open_prepare_lock(self, version: str) -> TextIO:
         home = self._model_cache()
         home.mkdir(parents=True, exist_ok=True)
         return open(home / f".prepare-v{_safe(version)}.lock", "a")
+
+    def _fast_path(self, resolved: ResolvedVersion) -> LoadedModel | None:
+        """The version's prepared ONNX graph, checked here; None: take the conversion path.
+
+        Raises :class:`RegistryUnavailable` only when the registry stops answering.
+        """
+        if self.settings.backend == "sklearn" or not isinstance(self._resolver, RestRegistry):
+            return None
+        name, version = resolved.name, resolved.version
+        tag = self._resolver.version_tags(name, version).get(FAST_PATH_TAG)
+        if not fast_path_passed(tag):
+            log.info(
+                "version %s has no prepared ONNX model (%s=%s): converting it here",
+                version,
+                FAST_PATH_TAG,
+                tag,
+            )
+            return None
+        wanted = [f"{MODEL_EXTRA_FILES_DIR}/{f}" for f in (FAST_PATH_ONNX, FAST_PATH_CHECKS)]
+        reference = f"{MODEL_EXTRA_FILES_DIR}/{DRIFT_REFERENCE_FILE}"
+        files = self._resolver.model_files(name, version, [*wanted, reference])
+        if not all(w in files for w in wanted):
+            log.warning("version %s: prepared files not found; converting it here", version)
+            return None
+        with tempfile.TemporaryDirectory(prefix="predictor-model-") as tmp:
+            model_dir = Path(tmp) / "model"
+            for relpath, data in files.items():
+                (model_dir / relpath).parent.mkdir(parents=True, exist_ok=True)
+                (model_dir / relpath).write_bytes(data)
+            try:
+                model = self._open_prepared(resolved, model_dir)
+            except (ModelLoadError, SelfCheckError, OSError) as exc:
+                log.warning(
+                    "version %s: prepared ONNX model refused (%s); converting", version, exc
+                )
+                return None
+            if self.settings.cache_dir:
+                try:
+                    self._store(resolved, model_dir)
+                except OSError as exc:
+                    log.warning("could not cache version %s: %s", version, exc)
+        return model
+
+    def _open_prepared(self, resolved: ResolvedVersion, model_dir: Path) -> LoadedModel:
+        """Lay the version's files out as a prepared model directory, then build and check it.
+
+        The layout is the one :func:`~mlops_model.serving.backends.prepare` writes, so
+        the host cache, and a restart from it, treat both paths alike.
+        """
+        checks = read_checks(model_dir)
+        shutil.copyfile(model_dir / MODEL_EXTRA_FILES_DIR / FAST_PATH_ONNX, model_dir / ONNX_FILE)
+        with open(model_dir / PARITY_FILE, "wb") as out:
+            np.savez(out, rows=checks.rows, reference=checks.probabilities)
+        prepared = Prepared(
+            requested=self.settings.backend,
+            backend="onnx",
+            feature_order=checks.feature_order,
+            class_order=checks.class_order,
+            labels=checks.labels,
+            origin=ORIGIN_REGISTRATION,
+        )
+        (model_dir / PREPARED_FILE).write_text(prepared.to_json())
+        model = self._finish(resolved, model_dir, prepared, source="registry", fetched="registry")
+        if model.backend_name != "onnx":  # the graph failed its check: never serve half a model
+            raise ModelLoadError("the prepared ONNX model failed its check rows")
+        return model
 
     def _download_and_build(self, resolved: ResolvedVersion) -> LoadedModel:
         s = self.settings
@@ -153,12 +261,16 @@ class RegistryLoader:
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return self._build(resolved, self._version_dir(resolved.version), source="cache")
+        return self._build(
+            resolved, self._version_dir(resolved.version), source="cache", fetched="cache"
+        )
 
-    def _build(self, resolved: ResolvedVersion, model_dir: Path, source: str) -> LoadedModel:
+    def _build(
+        self, resolved: ResolvedVersion, model_dir: Path, source: str, fetched: str = "registry"
+    ) -> LoadedModel:
         prepared = Prepared.read(model_dir)
         if prepared is not None and prepared.requested == self.settings.backend:
-            return self._finish(resolved, model_dir, prepared, source)
+            return self._finish(resolved, model_dir, prepared, source, fetched)
         # A cached copy from an older predictor, or prepared for another backend
         # setting: prepare a private copy of it again.
         with tempfile.TemporaryDirectory(prefix="predictor-model-") as tmp:
@@ -174,16 +286,35 @@ class RegistryLoader:
             prepared = Prepared.read(copy)
             if prepared is None:
                 raise ModelLoadError(f"version {resolved.version} was not prepared")
-            return self._finish(resolved, copy, prepared, source)
+            return self._finish(resolved, copy, prepared, source, fetched)
 
     def _finish(
-        self, resolved: ResolvedVersion, model_dir: Path, prepared: Prepared, source: str
+        self,
+        resolved: ResolvedVersion,
+        model_dir: Path,
+        prepared: Prepared,
+        source: str,
+        fetched: str = "registry",
     ) -> LoadedModel:
         backend = build_backend(model_dir, prepared, self.settings.skops_trusted_types)
         self_check(backend)
         reference, missing = read_drift_reference(model_dir)
         if missing:
             log.warning("version %s serves without drift metrics: %s", resolved.version, missing)
+        if backend.name != "onnx":
+            preparation = "sklearn"
+        elif prepared.origin == ORIGIN_REGISTRATION:
+            preparation = "prepared"
+        else:
+            preparation = "converted"
+        log.info(
+            "version %s of %s checked: %s (%s backend), files from the %s",
+            resolved.version,
+            resolved.name,
+            preparation,
+            backend.name,
+            fetched,
+        )
         return LoadedModel(
             name=resolved.name,
             version=resolved.version,
@@ -195,6 +326,8 @@ class RegistryLoader:
             labels=tuple(prepared.labels) if prepared.labels else (0, 1, 2),
             drift_reference=reference,
             drift_missing=missing,
+            preparation=preparation,
+            fetched=fetched,
         )
 
     # -- last-known-good cache: <cache>/<name>/v<version>/ and <cache>/<name>/<alias>.json ---

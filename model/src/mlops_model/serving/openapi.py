@@ -89,6 +89,19 @@ _MODEL_INFO_PROPERTIES: dict[str, Any] = {
         "description": "cache: loaded from the last-known-good cache because the "
         "registry was unreachable when this worker started",
     },
+    "preparation": {
+        "type": "string",
+        "enum": ["prepared", "converted", "sklearn"],
+        "description": "prepared: the ONNX graph that came with the version (checked "
+        "when it was registered) opened with onnxruntime alone; converted: converted "
+        "by this predictor (the version has no prepared graph, or it failed its check); "
+        "sklearn: served by scikit-learn",
+    },
+    "fetched_from": {
+        "type": "string",
+        "enum": ["registry", "cache"],
+        "description": "registry: downloaded for this load; cache: the host's model cache",
+    },
     "features": {
         "type": "array",
         "items": _object(

@@ -108,6 +108,73 @@ class RestRegistry:
         ) as response:
             return json.loads(response.read())
 
+    def _get_bytes(self, path: str, params: dict[str, str] | None = None) -> bytes:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        url = f"{self.tracking_uri}{path}{query}"
+        request = urllib.request.Request(url, headers=self._headers(), method="GET")  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310 - http(s) only, checked in for_uri
+            request, timeout=self._timeout(), context=self._tls()
+        ) as response:
+            data: bytes = response.read()
+            return data
+
+    def version_tags(self, name: str, version: str) -> dict[str, str]:
+        """The tags of one model version (one small request)."""
+        where = f"models:/{name}/{version}"
+        try:
+            body = self._get(
+                "/api/2.0/mlflow/model-versions/get", {"name": name, "version": version}
+            )
+            tags = body["model_version"].get("tags") or []
+            return {str(t["key"]): str(t.get("value", "")) for t in tags}
+        except urllib.error.HTTPError as exc:
+            code, message = _error_of(exc)
+            if 400 <= exc.code < 500 and code in NOT_FOUND_CODES:
+                return {}  # the download that follows says what is missing
+            raise RegistryUnavailable(None, f"{where}: HTTP {exc.code} {code}: {message}") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RegistryUnavailable(None, f"{where}: {exc!r}") from None
+
+    def model_files(self, name: str, version: str, relpaths: list[str]) -> dict[str, bytes]:
+        """Some files of a version's model, through the server's artifact proxy.
+
+        Only for artifact locations the tracking server serves itself
+        (``mlflow-artifacts:``); others return ``{}`` (the caller falls back to MLflow's
+        client). A file the server does not hand out is left out of the answer.
+        """
+        where = f"models:/{name}/{version}"
+        try:
+            location = str(
+                self._get(
+                    "/api/2.0/mlflow/model-versions/get-download-uri",
+                    {"name": name, "version": version},
+                )["artifact_uri"]
+            )
+        except urllib.error.HTTPError as exc:
+            code, message = _error_of(exc)
+            raise RegistryUnavailable(None, f"{where}: HTTP {exc.code} {code}: {message}") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RegistryUnavailable(None, f"{where}: {exc!r}") from None
+        scheme, _, rest = location.partition(":")
+        if scheme != "mlflow-artifacts":
+            return {}
+        # mlflow-artifacts:/<path> or mlflow-artifacts://<host>/<path>: the path is served here
+        base = urllib.parse.urlsplit(location).path.strip("/") if rest.startswith("//") else rest
+        base = base.strip("/")
+        found: dict[str, bytes] = {}
+        for relpath in relpaths:
+            quoted = urllib.parse.quote(f"{base}/{relpath}")
+            try:
+                found[relpath] = self._get_bytes(f"/api/2.0/mlflow-artifacts/artifacts/{quoted}")
+            except urllib.error.HTTPError:
+                # The server answered: the file is missing (a 404, or a 500 from a store
+                # that raises for missing objects). The caller then takes the slow path,
+                # which does not depend on this file; an outage shows there as well.
+                continue
+            except (OSError, ValueError) as exc:
+                raise RegistryUnavailable(None, f"{where}/{relpath}: {exc!r}") from None
+        return found
+
     def resolve(self, name: str, alias: str) -> ResolvedVersion:
         where = f"models:/{name}@{alias}"
         try:

@@ -43,6 +43,11 @@ class Settings:
     # Count served rows into the drift reference bins of the served version (see
     # mlops_model.serving.metrics); off leaves only the fixed feature histograms.
     drift_metrics: bool = True
+    # The host's shared alias file (see mlops_model.serving.alias_state), written by one
+    # follower process; None: this process asks the registry itself.
+    alias_file: str | None = None
+    # Seconds between the follower's alias lookups; 0 turns the shared follower off.
+    alias_poll_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.model_name:
@@ -61,6 +66,8 @@ class Settings:
             raise SettingsError(
                 f"PREDICTOR_BACKEND={self.backend!r} is unknown; known: {', '.join(BACKEND_NAMES)}"
             )
+        if not (math.isfinite(self.alias_poll_interval) and self.alias_poll_interval >= 0):
+            raise SettingsError("PREDICTOR_ALIAS_POLL_INTERVAL must be >= 0 seconds")
 
     @property
     def model_uri(self) -> str:
@@ -75,7 +82,8 @@ class Settings:
         ``PREDICTOR_BACKEND``, ``PREDICTOR_INITIAL_LOAD_TIMEOUT`` (s),
         ``PREDICTOR_SKOPS_TRUSTED_TYPES`` (comma separated), ``PREDICTOR_CACHE_DIR``,
         ``PREDICTOR_PREPARE_IN_SUBPROCESS`` (true/false; unset: automatic),
-        ``PREDICTOR_DRIFT_METRICS`` (true/false).
+        ``PREDICTOR_DRIFT_METRICS`` (true/false), ``PREDICTOR_ALIAS_FILE``,
+        ``PREDICTOR_ALIAS_POLL_INTERVAL`` (s; 0: no shared follower).
         """
         src = os.environ if env is None else env
         d = cls()
@@ -111,6 +119,8 @@ class Settings:
                 "PREDICTOR_PREPARE_IN_SUBPROCESS", _boolean, d.prepare_in_subprocess
             ),
             drift_metrics=get("PREDICTOR_DRIFT_METRICS", _boolean, d.drift_metrics),
+            alias_file=get("PREDICTOR_ALIAS_FILE", str, d.alias_file),
+            alias_poll_interval=get("PREDICTOR_ALIAS_POLL_INTERVAL", float, d.alias_poll_interval),
         )
 
 

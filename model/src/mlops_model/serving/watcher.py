@@ -99,7 +99,12 @@ class ModelWatcher:
             except Exception:  # the thread must survive anything
                 log.exception("model watcher: unexpected error")
             first_check.set()
-            stop.wait(self.poll_interval)
+            stop.wait(self._delay())
+
+    def _delay(self) -> float:
+        """Seconds to the next poll: short while a host-wide follower answers for us."""
+        delay = getattr(self.loader, "poll_delay", None)
+        return float(delay()) if callable(delay) else self.poll_interval
 
     def check_once(self) -> bool:
         """One poll. Returns True when a new model was swapped in."""

@@ -72,6 +72,17 @@ options:
         gate says.
     type: bool
     default: true
+  require_fast_path:
+    description:
+      - With O(state=present), refuse a version whose tag C(mlops.fast_path) is not
+        V(passed), with a failure naming this option.
+      - C(mlops.fast_path=passed) means the version carries an ONNX graph checked when it was
+        registered (M(mlops.stack.mlflow_model) prepares every version it registers;
+        C(python -m mlops_model prepare --name NAME --version N) prepares others), which the
+        predictors load in well under a second instead of converting it themselves.
+      - With V(false) an unprepared version still serves; the predictors convert it at load.
+    type: bool
+    default: false
 notes:
   - Run the module with the interpreter of the MLflow host's venv, for example with
     C(ansible_python_interpreter), so that C(mlflow), C(scikit-learn) and C(mlops_model) import.
@@ -169,6 +180,7 @@ def _ensure(module: AnsibleModule) -> dict[str, Any]:
             version,
             check_mode=module.check_mode,
             require_gate=params["require_gate"],
+            require_fast_path=params["require_fast_path"],
             **connection,
         )
     else:
@@ -197,6 +209,7 @@ def main() -> None:
         version=dict(type="str"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         require_gate=dict(type="bool", default=True),
+        require_fast_path=dict(type="bool", default=False),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

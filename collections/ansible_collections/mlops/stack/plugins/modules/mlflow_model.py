@@ -94,6 +94,17 @@ options:
       - The version still has to reach O(min_accuracy).
     type: bool
     default: false
+  require_fast_path:
+    description:
+      - When the alias would move, refuse a version whose tag C(mlops.fast_path) is not
+        V(passed), with a failure naming this option.
+      - C(mlops.fast_path=passed) means the version carries an ONNX graph checked when it was
+        registered (M(mlops.stack.mlflow_model) prepares every version it registers;
+        C(python -m mlops_model prepare --name NAME --version N) prepares others), which the
+        predictors load in well under a second instead of converting it themselves.
+      - With V(false) an unprepared version still serves; the predictors convert it at load.
+    type: bool
+    default: false
 notes:
   - Run the module with the interpreter of the MLflow host's venv, for example with
     C(ansible_python_interpreter), so that C(mlflow), C(scikit-learn) and C(mlops_model) import.
@@ -265,6 +276,7 @@ def main() -> None:
         test_size=dict(type="float", default=0.2),
         min_accuracy=dict(type="float", default=0.9),
         force=dict(type="bool", default=False),
+        require_fast_path=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     check_requirements(module)
@@ -291,6 +303,7 @@ def main() -> None:
             params=train_params,
             min_accuracy=min_accuracy,
             force=params["force"],
+            require_fast_path=params["require_fast_path"],
             check_mode=module.check_mode,
             experiment_name=params["experiment_name"],
             **connection,

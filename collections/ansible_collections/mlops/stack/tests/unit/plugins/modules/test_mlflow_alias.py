@@ -65,7 +65,10 @@ def test_moves_the_alias_then_changes_nothing(mlflow_url, model_name, versions, 
 
 def test_check_mode_reports_and_changes_nothing(mlflow_url, model_name, versions, run_module):
     args = {"tracking_uri": mlflow_url, "model_name": model_name, "alias": "champion"}
-    planned = run_module("mlflow_alias", {**args, "version": "2"}, "--check", "--diff")
+    # through ansible: its --check and --diff reach the module
+    planned = run_module(
+        "mlflow_alias", {**args, "version": "2"}, "--check", "--diff", via_ansible=True
+    )
     assert planned.get("failed") is not True, planned
     assert planned["changed"] is True
     assert planned["version"] == "2"
@@ -175,3 +178,27 @@ def test_missing_library(run_module, python_without_mlflow):
     )
     assert result["failed"] is True
     assert "Failed to import the required Python library (mlflow)" in result["msg"]
+
+
+def test_require_fast_path_refuses_a_version_whose_preparation_failed(
+    mlflow_url, model_name, versions, run_module
+):
+    client = MlflowClient(mlflow_url)
+    # the trainer prepared every version it registered
+    tags = [client.get_model_version(model_name, v).tags.get("mlops.fast_path") for v in "12"]
+    assert tags == ["passed", "passed"]
+    client.set_model_version_tag(
+        model_name, "2", "mlops.fast_path", "failed: parity: labels differ on 1 of 1150 rows"
+    )
+    args = {"tracking_uri": mlflow_url, "model_name": model_name, "alias": "champion"}
+    refused = run_module("mlflow_alias", {**args, "version": "2", "require_fast_path": True})
+    assert refused["failed"] is True, refused
+    assert refused["parameter"] == "require_fast_path"
+    assert "failed its preparation" in refused["msg"]
+    assert "labels differ" in refused["msg"]
+    assert aliases(mlflow_url, model_name) == {"champion": "1"}
+
+    # off by default: the predictors convert such a version at load
+    moved = run_module("mlflow_alias", {**args, "version": "2"})
+    assert moved.get("failed") is not True, moved
+    assert aliases(mlflow_url, model_name) == {"champion": "2"}

@@ -45,7 +45,8 @@ def test_second_run_changes_nothing(mlflow_url, model_name, run_module):
 def test_check_mode_writes_nothing_and_diff(mlflow_url, model_name, run_module):
     args = {"tracking_uri": mlflow_url, "model_name": model_name, **FAST}
     before = counts(mlflow_url, model_name)
-    planned = run_module("mlflow_model", args, "--check", "--diff")
+    # through ansible: its --check and --diff reach the module
+    planned = run_module("mlflow_model", args, "--check", "--diff", via_ansible=True)
     assert planned["changed"] is True, planned
     assert planned["created"] is True
     assert planned["version"] is None
@@ -112,3 +113,19 @@ def test_missing_library_uses_missing_required_lib(run_module, python_without_ml
     result = run_module("mlflow_model", {"tracking_uri": UNREACHABLE}, python=python_without_mlflow)
     assert result["failed"] is True
     assert "Failed to import the required Python library (mlflow)" in result["msg"]
+
+
+def test_require_fast_path_refuses_an_unprepared_version(mlflow_url, model_name, run_module):
+    # registered without the alias, then stripped of its preparation: as another tool's
+    made = ensure_model(mlflow_url, model_name, None, TrainParams(n_estimators=20, max_depth=5))
+    client = MlflowClient(mlflow_url)
+    assert client.get_model_version(model_name, made["version"]).tags["mlops.fast_path"] == "passed"
+    client.delete_model_version_tag(model_name, made["version"], "mlops.fast_path")
+    args = {"tracking_uri": mlflow_url, "model_name": model_name, **FAST, "min_accuracy": 0.9}
+    refused = run_module("mlflow_model", {**args, "require_fast_path": True})
+    assert refused["failed"] is True, refused
+    assert refused["parameter"] == "require_fast_path"
+    assert "never prepared" in refused["msg"]
+    assert "mlops_model prepare" in refused["msg"]
+    assert not client.get_registered_model(model_name).aliases
+    assert counts(mlflow_url, model_name)[0] == 1  # the same version, nothing new registered
