@@ -240,7 +240,9 @@ def vm_hwm_kib(pid: int) -> int:
 
 
 def gunicorn_workers(master: int) -> list[int]:
-    return children(master)
+    # the predictor's master also runs the host's alias follower: not a worker
+    follower = "mlops_model.serving.alias_state"
+    return [pid for pid in children(master) if follower not in cmdline(pid)]
 
 
 def uvicorn_workers(top: int) -> list[int]:
