@@ -116,6 +116,29 @@ def ansible_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def run_playbook(
+    tmp_path: Path,
+    playbook: list[dict],
+    playbook_file: Path,
+    extra_vars: dict,
+    inventory: str = "localhost,",
+) -> None:
+    """Run `playbook`, written to `playbook_file`, against `inventory` with ansible_env(tmp_path).
+
+    `extra_vars` go in as extra vars, which outrank the roles' defaults and vars that the
+    plays load as vars_files. A failed run fails the test with ansible's output.
+    """
+    extra_vars_file = tmp_path / "extra.yml"
+    extra_vars_file.write_text(yaml.safe_dump(extra_vars))
+    playbook_file.write_text(yaml.safe_dump(playbook, sort_keys=False))
+    result = run(
+        [ansible_playbook(), "-i", inventory, str(playbook_file), "-e", f"@{extra_vars_file}"],
+        env=ansible_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def evaluate_with_role_vars(
     tmp_path: Path,
     role: Path,
@@ -131,9 +154,8 @@ def evaluate_with_role_vars(
     ("{{ ... }}"); the results come back under the same keys, as JSON, per case when
     `cases` is given. One ansible-playbook run for all cases.
     """
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "extra.yml").write_text(yaml.safe_dump(extra_vars or {}))
-    (tmp_path / "playbooks").mkdir(exist_ok=True)  # the roles' defaults expect ../credentials
+    # the roles' defaults expect ../credentials
+    (tmp_path / "playbooks").mkdir(parents=True, exist_ok=True)
     runs = cases if cases is not None else {"value": {}}
     outputs = {case: tmp_path / f"evaluated-{index}.json" for index, case in enumerate(runs)}
     playbook = [
@@ -157,21 +179,7 @@ def evaluate_with_role_vars(
             ],
         }
     ]
-    playbook_file = tmp_path / "playbooks" / "evaluate.yml"
-    playbook_file.write_text(yaml.safe_dump(playbook, sort_keys=False))
-    result = run(
-        [
-            ansible_playbook(),
-            "-i",
-            "localhost,",
-            str(playbook_file),
-            "-e",
-            f"@{tmp_path / 'extra.yml'}",
-        ],
-        env=ansible_env(tmp_path),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_playbook(tmp_path, playbook, tmp_path / "playbooks" / "evaluate.yml", extra_vars or {})
     values = {case: json.loads(path.read_text()) for case, path in outputs.items()}
     return values if cases is not None else values["value"]
 
@@ -187,6 +195,43 @@ def role_task(role: Path, task_file: str, name: str) -> dict:
     raise AssertionError(f"no task {name!r} in {role.name}/tasks/{task_file}")
 
 
+def render_prometheus_template(
+    tmp_path: Path,
+    template: Path,
+    dest: str,
+    extra_vars: dict,
+    host: str = "localhost",
+    inventory: str = "localhost,",
+) -> None:
+    """Render a template of the prometheus role to `dest` for `host` with ansible's template
+    module, the role's real defaults and vars loaded and `extra_vars` over them."""
+    playbook = [
+        {
+            "name": f"Render {template.name}",
+            "hosts": host,
+            "connection": "local",
+            "gather_facts": False,
+            "vars_files": [
+                str(PROMETHEUS_ROLE / "defaults" / "main.yml"),
+                str(PROMETHEUS_ROLE / "vars" / "main.yml"),
+            ],
+            "tasks": [
+                {
+                    "name": "Render the template",
+                    "ansible.builtin.template": {
+                        "src": str(template),
+                        "dest": dest,
+                        "mode": "0644",
+                    },
+                }
+            ],
+        }
+    ]
+    run_playbook(
+        tmp_path, playbook, tmp_path / f"render-{template.stem}.yml", extra_vars, inventory
+    )
+
+
 def render_prometheus_config(
     tmp_path: Path, inventory: dict, extra_vars: dict | None = None, host: str = "monitor-1"
 ) -> tuple[Path, dict]:
@@ -199,45 +244,15 @@ def render_prometheus_config(
     (etc / "rules").mkdir(parents=True, exist_ok=True)
     inventory_file = tmp_path / "hosts.yml"
     inventory_file.write_text(yaml.safe_dump(inventory))
-    overrides = {"prometheus_config_dir": str(etc), **(extra_vars or {})}
-    (tmp_path / "overrides.yml").write_text(yaml.safe_dump(overrides))
-    playbook = [
-        {
-            "name": "Render prometheus.yml",
-            "hosts": host,
-            "connection": "local",
-            "gather_facts": False,
-            "vars_files": [
-                str(PROMETHEUS_ROLE / "defaults" / "main.yml"),
-                str(PROMETHEUS_ROLE / "vars" / "main.yml"),
-            ],
-            "tasks": [
-                {
-                    "name": "Render the template",
-                    "ansible.builtin.template": {
-                        "src": str(PROMETHEUS_ROLE / "templates" / "prometheus.yml.j2"),
-                        "dest": "{{ __prometheus_config_file }}",
-                        "mode": "0644",
-                    },
-                }
-            ],
-        }
-    ]
-    playbook_file = tmp_path / "render.yml"
-    playbook_file.write_text(yaml.safe_dump(playbook, sort_keys=False))
-    result = run(
-        [
-            ansible_playbook(),
-            "-i",
-            str(inventory_file),
-            str(playbook_file),
-            "-e",
-            f"@{tmp_path / 'overrides.yml'}",
-        ],
-        env=ansible_env(tmp_path),
-        cwd=tmp_path,
+    render_prometheus_template(
+        tmp_path,
+        PROMETHEUS_ROLE / "templates" / "prometheus.yml.j2",
+        # where the role itself puts it, so a wrong path in the role's vars shows here too
+        "{{ __prometheus_config_file }}",
+        {"prometheus_config_dir": str(etc), **(extra_vars or {})},
+        host=host,
+        inventory=str(inventory_file),
     )
-    assert result.returncode == 0, result.stdout + result.stderr
     rendered = etc / "prometheus.yml"
     return rendered, yaml.safe_load(rendered.read_text())
 
@@ -260,43 +275,6 @@ def render_drift_rules(tmp_path: Path, extra_vars: dict | None = None) -> Path:
     """The prometheus role's drift rules as the role writes them (ansible's template module,
     the role's real defaults and vars; overrides as extra vars): ``tmp_path/drift.rules.yml``."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "overrides.yml").write_text(yaml.safe_dump(extra_vars or {}))
     rendered = tmp_path / "drift.rules.yml"
-    playbook = [
-        {
-            "name": "Render the drift rules",
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": False,
-            "vars_files": [
-                str(PROMETHEUS_ROLE / "defaults" / "main.yml"),
-                str(PROMETHEUS_ROLE / "vars" / "main.yml"),
-            ],
-            "tasks": [
-                {
-                    "name": "Render the template",
-                    "ansible.builtin.template": {
-                        "src": str(DRIFT_RULES_TEMPLATE),
-                        "dest": str(rendered),
-                        "mode": "0644",
-                    },
-                }
-            ],
-        }
-    ]
-    playbook_file = tmp_path / "render-drift.yml"
-    playbook_file.write_text(yaml.safe_dump(playbook, sort_keys=False))
-    result = run(
-        [
-            ansible_playbook(),
-            "-i",
-            "localhost,",
-            str(playbook_file),
-            "-e",
-            f"@{tmp_path / 'overrides.yml'}",
-        ],
-        env=ansible_env(tmp_path),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    render_prometheus_template(tmp_path, DRIFT_RULES_TEMPLATE, str(rendered), extra_vars or {})
     return rendered

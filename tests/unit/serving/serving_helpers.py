@@ -50,11 +50,16 @@ def log_and_register(
 
 
 def register_version(
-    tracking_uri: str, name: str, estimator: Any, n_classes: int = len(CLASS_NAMES)
+    tracking_uri: str,
+    name: str,
+    estimator: Any,
+    n_classes: int = len(CLASS_NAMES),
+    extra_files: list[str] | None = None,
 ) -> str:
     """Fit, log and register ``estimator`` the way the trainer does; return the new version.
 
     ``n_classes`` below 3 trains on the first classes only: a version serving must refuse.
+    ``extra_files`` are logged with the model, as the trainer logs its drift reference.
     """
     from mlflow.models import infer_signature
 
@@ -68,6 +73,7 @@ def register_version(
         estimator,
         signature=infer_signature(x, estimator.predict_proba(x)),
         input_example=x[:3],
+        extra_files=extra_files,
     )
 
 

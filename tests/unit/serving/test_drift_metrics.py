@@ -55,19 +55,7 @@ def register_with(url: str, name: str, tmp: Path, doc: dict[str, Any] | None) ->
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / DRIFT_REFERENCE_FILE
     path.write_text(json.dumps(doc))
-    from mlflow.models import infer_signature
-    from serving_helpers import iris_frame, log_and_register
-
-    x, y = iris_frame()
-    forest = strong_forest().fit(x, y)
-    return log_and_register(
-        url,
-        name,
-        forest,
-        signature=infer_signature(x, forest.predict_proba(x)),
-        input_example=x[:3],
-        extra_files=[str(path)],
-    )
+    return register_version(url, name, strong_forest(), extra_files=[str(path)])
 
 
 @pytest.fixture(scope="module")

@@ -57,3 +57,19 @@ notes:
   - Each request goes to the server once (no retries) and fails after O(request_timeout) seconds; an
     HTTP error fails the module with a message naming the URL, the status and MLflow's own message.
 """
+
+    # The modules that move an alias, and so may insist on a version prepared for the fast path
+    FAST_PATH = r"""
+options:
+  require_fast_path:
+    description:
+      - Refuse to move the alias to a version whose tag C(mlops.fast_path) is not V(passed),
+        with a failure naming this option.
+      - C(mlops.fast_path=passed) means the version carries an ONNX graph checked when it was
+        registered (M(mlops.stack.mlflow_model) prepares every version it registers;
+        C(python -m mlops_model prepare --name NAME --version N) prepares others), which the
+        predictors load in well under a second instead of converting it themselves.
+      - With V(false) an unprepared version still serves; the predictors convert it at load.
+    type: bool
+    default: false
+"""

@@ -22,6 +22,7 @@ author:
 extends_documentation_fragment:
   - mlops.stack.mlflow
   - mlops.stack.mlflow.mlops_model
+  - mlops.stack.mlflow.fast_path
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -72,17 +73,6 @@ options:
         gate says.
     type: bool
     default: true
-  require_fast_path:
-    description:
-      - With O(state=present), refuse a version whose tag C(mlops.fast_path) is not
-        V(passed), with a failure naming this option.
-      - C(mlops.fast_path=passed) means the version carries an ONNX graph checked when it was
-        registered (M(mlops.stack.mlflow_model) prepares every version it registers;
-        C(python -m mlops_model prepare --name NAME --version N) prepares others), which the
-        predictors load in well under a second instead of converting it themselves.
-      - With V(false) an unprepared version still serves; the predictors convert it at load.
-    type: bool
-    default: false
 notes:
   - Run the module with the interpreter of the MLflow host's venv, for example with
     C(ansible_python_interpreter), so that C(mlflow), C(scikit-learn) and C(mlops_model) import.

@@ -31,6 +31,7 @@ author:
 extends_documentation_fragment:
   - mlops.stack.mlflow
   - mlops.stack.mlflow.mlops_model
+  - mlops.stack.mlflow.fast_path
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -92,17 +93,6 @@ options:
     description:
       - Move the alias even when the version is less accurate than the current holder.
       - The version still has to reach O(min_accuracy).
-    type: bool
-    default: false
-  require_fast_path:
-    description:
-      - When the alias would move, refuse a version whose tag C(mlops.fast_path) is not
-        V(passed), with a failure naming this option.
-      - C(mlops.fast_path=passed) means the version carries an ONNX graph checked when it was
-        registered (M(mlops.stack.mlflow_model) prepares every version it registers;
-        C(python -m mlops_model prepare --name NAME --version N) prepares others), which the
-        predictors load in well under a second instead of converting it themselves.
-      - With V(false) an unprepared version still serves; the predictors convert it at load.
     type: bool
     default: false
 notes:
