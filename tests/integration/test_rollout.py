@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -36,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.fleet import FleetWatch, champion, fleet_serves, metrics_text, served_versions
 from tests.support.lab_http import (
     IRIS_ROWS,
     MLFLOW,
@@ -74,32 +74,10 @@ CANDIDATE_PARAMS = ("-e", "train_n_estimators=50", "-e", "train_max_depth=3")
 # ---------------------------------------------------------------- helpers
 
 
-def champion() -> str | None:
-    url = f"{MLFLOW}/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion"
-    try:
-        return str(get_json(url, timeout=5, account="reader")["model_version"]["version"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def registry_versions() -> list[str]:
     url = f"{MLFLOW}/api/2.0/mlflow/model-versions/search?filter=name%3D%27iris%27"
     versions = get_json(url, account="reader")["model_versions"]
     return sorted((str(v["version"]) for v in versions), key=int)
-
-
-def metrics_text(base: str) -> str:
-    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
-        return resp.read().decode()
-
-
-def served_versions(base: str) -> set[str] | None:
-    """The versions the predictor's live workers serve (from predictor_model_info)."""
-    try:
-        text = metrics_text(base)
-    except OSError:
-        return None
-    return set(re.findall(r'(?m)^predictor_model_info\{[^}]*version="([^"]*)"', text))
 
 
 def metric_values(base: str, name: str) -> list[float]:
@@ -120,10 +98,6 @@ def gateway_answers() -> bool:
         return post_json(f"{GATEWAY}/predict", {"instances": IRIS_ROWS})[0] == 200
     except (OSError, ValueError):
         return False
-
-
-def fleet_serves(version: str) -> bool:
-    return all(served_versions(base) == {version} for base in PREDICTORS.values())
 
 
 def alerts(name: str) -> list[dict[str, Any]]:
@@ -156,35 +130,6 @@ def assert_clean_load(name: str, result: LoadResult) -> None:
     thread died, latency within the bounds."""
     problems = result.problems(p99_limit=P99_LIMIT, max_limit=MAX_LIMIT)
     assert not problems, f"{name}: " + "; ".join(problems)
-
-
-class FleetWatch(threading.Thread):
-    """Times a promotion from outside: when the registry alias points at the
-    target, and when every worker of every predictor serves it (0.25 s polls)."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__(name="fleet-watch", daemon=True)
-        self.target = target
-        self.alias_moved: float | None = None
-        self.fleet_serving: float | None = None
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.is_set() and self.fleet_serving is None:
-            now = time.monotonic()
-            if self.alias_moved is None and champion() == self.target:
-                self.alias_moved = now
-            if self.alias_moved is not None and fleet_serves(self.target):
-                self.fleet_serving = time.monotonic()
-            self._halt.wait(0.25)
-
-    def stop(self) -> float | None:
-        """Seconds from the alias move to the whole fleet serving the target."""
-        self._halt.set()
-        self.join(10)
-        if self.alias_moved is None or self.fleet_serving is None:
-            return None
-        return round(self.fleet_serving - self.alias_moved, 2)
 
 
 # ---------------------------------------------------------------- report
@@ -324,7 +269,7 @@ def promote(report: RolloutReport, phase: str, version: str) -> None:
     serves ``version``, so a request sent after that must be answered by it.
     """
     previous = champion_now()
-    watch = FleetWatch(version)
+    watch = FleetWatch(PREDICTORS.values(), version)
     watch.start()
     _, result = under_load(
         report,
@@ -394,7 +339,11 @@ def test_promote_moves_the_alias_back_when_a_predictor_cannot_serve(
     assert f"moved back to version {original}" in recap.output, recap.output[-3000:]
     assert champion() == original
     wait_until(lambda: ready(PREDICTORS["predictor-2"]), timeout=120, what="predictor-2 ready")
-    wait_until(lambda: fleet_serves(original), timeout=60, what=f"fleet back on {original}")
+    wait_until(
+        lambda: fleet_serves(PREDICTORS.values(), original),
+        timeout=60,
+        what=f"fleet back on {original}",
+    )
     report.add("auto-rollback (predictor-2 down)", alias_after=champion())
 
 
