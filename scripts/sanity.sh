@@ -10,6 +10,9 @@
 #    (expanduser, so $HOME decides). We point HOME at a project-local folder and put a
 #    small stand-in there that runs pip from a pip wheel fetched with `pip download`
 #    from the package index pip is configured for.
+#  * ansible-test keeps one venv per sanity test below ~/.ansible/test/venv, named by
+#    a hash of what it installs into it: HOME is the machine's project cache, so a
+#    fresh clone reuses them and a changed requirement makes a new one.
 #  * ansible-test must run inside ansible_collections/<namespace>/<name>. We run it on
 #    a git-free copy under .work/, so its tests/output and caches never land in the
 #    checkout and files other people are editing cannot change half-way through a run.
@@ -25,7 +28,7 @@ if [[ -z "${PIP_CONFIG_FILE:-}" ]]; then
     if [[ -f "$conf" ]]; then export PIP_CONFIG_FILE="$conf"; break; fi
   done
 fi
-export HOME="$WORK/home"
+export HOME="$MLOPS_CACHE/ansible-test-home"
 
 # pip version of ansible-test's bootstrap (ansible_test/_internal/python_requirements.py)
 PIP_VERSION="$("$VENV/bin/python" - <<'EOF'
