@@ -41,24 +41,17 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import yaml
 
-from tests.support.fleet import FleetWatch, champion
-from tests.support.lab_http import MLFLOW, get_json
+from tests.support.fleet import CANDIDATE_PARAMS, FleetWatch, champion, model_versions
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = "iris"
-ALIAS = "champion"
 EXTRA_SSH_PORTS = 2210  # the lab's nodes use 2201-2205
 EXTRA_HTTP_PORTS = 5010  # predictor-1 and predictor-2 answer on 5001 and 5002
 LAB_PREDICTORS = ("http://127.0.0.1:5001", "http://127.0.0.1:5002")
 # the callback may wrap the message: any whitespace between the words
 FLEET_SERVING = re.compile(r"fleet\s+serving\s+([0-9.]+)\s+s\s+after\s+the\s+alias\s+moved")
-CANDIDATE_TRAINING = (
-    "-e", "train_n_estimators=50", "-e", "train_max_depth=3", "-e", "train_alias=",
-)  # fmt: skip
 
 
 @dataclass
@@ -108,16 +101,10 @@ def write_extra_inventory(path: Path, count: int) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-def versions() -> list[dict[str, object]]:
-    query = quote(f"name='{MODEL}'")
-    url = f"{MLFLOW}/api/2.0/mlflow/model-versions/search?filter={query}&max_results=200"
-    return list(get_json(url, account="reader").get("model_versions", []))
-
-
 def gated_candidate(current: str) -> str | None:
     passed = [
         int(str(v["version"]))
-        for v in versions()
+        for v in model_versions()
         if str(v["version"]) != current
         and {"key": "mlops.gate", "value": "passed"} in v.get("tags", [])
     ]
@@ -174,7 +161,12 @@ def measure(steps: list[int], idle: float, workdir: Path, original: str) -> list
     inventories = [ROOT / "inventories" / "local", extra_inventory]
     candidate = gated_candidate(original)
     if candidate is None:
-        playbook([ROOT / "inventories" / "local"], "playbooks/train.yml", *CANDIDATE_TRAINING)
+        playbook(
+            [ROOT / "inventories" / "local"],
+            "playbooks/train.yml",
+            *CANDIDATE_PARAMS,
+            "-etrain_alias=",
+        )
         candidate = gated_candidate(original)
         if candidate is None:
             raise PlaybookFailed("train.yml registered no candidate version that passed the gate")

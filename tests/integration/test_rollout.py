@@ -35,7 +35,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.fleet import FleetWatch, champion, fleet_serves, metrics_text, served_versions
+from tests.support.fleet import (
+    CANDIDATE_PARAMS,
+    FleetWatch,
+    champion,
+    fleet_serves,
+    metrics_text,
+    model_versions,
+    served_versions,
+)
 from tests.support.lab_http import (
     IRIS_ROWS,
     MLFLOW,
@@ -65,19 +73,13 @@ PHASE_SECONDS = 420.0
 P99_LIMIT = 1.0
 MAX_LIMIT = 5.0
 REPORT_FILE = ROOT / ".work" / "rollout-report.json"
-# Trained here beside the stack's default model: 50 trees of depth 3 pass the
-# gate (accuracy 0.967 on the Iris test split), and a new fingerprint means a
-# new version.
-CANDIDATE_PARAMS = ("-e", "train_n_estimators=50", "-e", "train_max_depth=3")
 
 
 # ---------------------------------------------------------------- helpers
 
 
 def registry_versions() -> list[str]:
-    url = f"{MLFLOW}/api/2.0/mlflow/model-versions/search?filter=name%3D%27iris%27"
-    versions = get_json(url, account="reader")["model_versions"]
-    return sorted((str(v["version"]) for v in versions), key=int)
+    return [str(v["version"]) for v in model_versions()]
 
 
 def metric_values(base: str, name: str) -> list[float]:

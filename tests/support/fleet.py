@@ -6,12 +6,18 @@ from __future__ import annotations
 import re
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable
+from typing import Any
 
 from tests.support.lab_http import MLFLOW, get_json
 
 MODEL_INFO = re.compile(r'(?m)^predictor_model_info\{[^}]*version="([^"]*)"')
+# train.yml options for a candidate beside the stack's default model: 50 trees of
+# depth 3 pass the gate (accuracy 0.967 on the Iris test split), and a new
+# fingerprint means a new version
+CANDIDATE_PARAMS = ("-e", "train_n_estimators=50", "-e", "train_max_depth=3")
 
 
 def champion(model: str = "iris", alias: str = "champion") -> str | None:
@@ -21,6 +27,14 @@ def champion(model: str = "iris", alias: str = "champion") -> str | None:
         return str(get_json(url, timeout=5, account="reader")["model_version"]["version"])
     except (OSError, ValueError, KeyError):
         return None
+
+
+def model_versions(model: str = "iris") -> list[dict[str, Any]]:
+    """The registry's versions of the model (as the reader), oldest first."""
+    query = urllib.parse.quote(f"name='{model}'")
+    url = f"{MLFLOW}/api/2.0/mlflow/model-versions/search?filter={query}&max_results=200"
+    versions = get_json(url, account="reader").get("model_versions", [])
+    return sorted(versions, key=lambda v: int(v["version"]))
 
 
 def metrics_text(base: str) -> str:
