@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pytest
 
-# The helpers live in tests/support so bench/ uses the same ones; tests that
-# import them from here (tests.conftest) keep working through these re-exports.
-from tests.support.mlflow_server import MlflowServer as MlflowServer
-from tests.support.net import free_port as free_port
-from tests.support.net import wait_http as wait_http
+# The helpers live in tests/support (bench/ uses the same ones); import them from there.
+from tests.support.mlflow_server import MlflowServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from .support import (
+from tests.support.monitoring import (
     GRAFANA_ROLE,
     PREDICTOR_METRICS,
     ROOT,

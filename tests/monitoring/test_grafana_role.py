@@ -16,7 +16,7 @@ import re
 import pytest
 import yaml
 
-from .support import GRAFANA_ROLE, evaluate_with_role_vars, role_task
+from tests.support.monitoring import GRAFANA_ROLE, evaluate_with_role_vars, role_task
 
 DEFAULTS = yaml.safe_load((GRAFANA_ROLE / "defaults" / "main.yml").read_text())
 VARS = yaml.safe_load((GRAFANA_ROLE / "vars" / "main.yml").read_text())

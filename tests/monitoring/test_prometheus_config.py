@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .support import RULES_FILE, lab_inventory, render_prometheus_config, run
+from tests.support.monitoring import RULES_FILE, lab_inventory, render_prometheus_config, run
 
 
 def jobs(config: dict) -> dict[str, dict]:

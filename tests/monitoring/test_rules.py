@@ -7,7 +7,7 @@ import shutil
 import pytest
 import yaml
 
-from .support import (
+from tests.support.monitoring import (
     DRIFT_RULES_TEST_FILE,
     PREDICTOR_METRICS,
     RULES_FILE,

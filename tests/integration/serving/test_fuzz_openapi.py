@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gunicorn_predictor import running_predictor
+
+from tests.support.gunicorn_predictor import running_predictor
 
 ROOT = Path(__file__).resolve().parents[3]
 REPORT = ROOT / ".work" / "fuzz-report.json"

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gunicorn_predictor import Predictor, running_predictor
 from mlops_model.serving.metrics import iter_samples
-from serving_helpers import PROBE_ROW, wait_for
+
+from tests.support.gunicorn_predictor import Predictor, running_predictor
+from tests.support.serving import PROBE_ROW, wait_for
 
 MAX_BODY = 8192
 

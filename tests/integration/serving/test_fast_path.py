@@ -13,7 +13,8 @@ from mlops_model.serving import loader as loader_module
 from mlops_model.serving.app import get_service
 from mlops_model.serving.fast_path import build_fast_path, read_checks
 from mlops_model.serving.settings import Settings
-from serving_helpers import PROBE_ROW, iris_frame, strong_forest
+
+from tests.support.serving import PROBE_ROW, iris_frame, strong_forest
 
 
 def started(make_app: Any, settings: Settings) -> Any:

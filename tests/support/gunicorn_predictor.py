@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from mlops_model.serving.metrics import iter_samples
-from serving_helpers import set_alias, wait_for
 
-from tests.conftest import free_port
+from tests.support.net import free_port
+from tests.support.serving import set_alias, wait_for
 
 
 class Predictor:

@@ -19,7 +19,8 @@ from mlops_model.serving.metrics import iter_samples
 from mlops_model.serving.protocols.mlflow_scoring import MLFLOW_VERSION
 from mlops_model.serving.protocols.routing import classify
 from mlops_model.serving.settings import Settings
-from serving_helpers import MAX_BODY
+
+from tests.support.serving import MAX_BODY
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5], [6.0, 2.9, 4.5, 1.5]]
 J = "application/json"

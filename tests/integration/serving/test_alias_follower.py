@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gunicorn_predictor import Predictor, running_predictor
 from mlops_model.errors import RegistryUnavailable
 from mlops_model.serving.alias_state import (
     NOT_FOUND,
@@ -29,9 +28,10 @@ from mlops_model.serving.alias_state import (
 from mlops_model.serving.errors import AliasNotFound
 from mlops_model.serving.loader import RegistryLoader
 from mlops_model.serving.settings import Settings
-from serving_helpers import PROBE_ROW, set_alias
 
+from tests.support.gunicorn_predictor import Predictor, running_predictor
 from tests.support.http_server import running_servers
+from tests.support.serving import PROBE_ROW, set_alias
 
 ALIAS_PATH = "/api/2.0/mlflow/registered-models/alias"
 

@@ -14,7 +14,8 @@ from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES
 from mlops_model.serving.app import get_service
 from mlops_model.serving.metrics import iter_samples
 from mlops_model.serving.settings import Settings
-from serving_helpers import register_version, set_alias, strong_forest
+
+from tests.support.serving import register_version, set_alias, strong_forest
 
 # Hand-made edges: every test row's bin is known without computing quantiles.
 EDGES = {

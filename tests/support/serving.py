@@ -1,4 +1,4 @@
-"""Helpers of the serving tests (a module of its own: test files import it by name)."""
+"""Helpers of the serving tests: model versions in a registry, the small limits, waiting."""
 
 from __future__ import annotations
 
@@ -101,3 +101,12 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.1)
+
+
+def fast_registry_http(monkeypatch: Any) -> None:
+    """What the predictor's entry points set: short MLflow HTTP timeouts, no retries.
+
+    The serving tests' conftests make it an autouse fixture."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)

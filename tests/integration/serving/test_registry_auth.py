@@ -28,9 +28,9 @@ from mlops_model.errors import RegistryUnavailable
 from mlops_model.serving import registry_client
 from mlops_model.serving.prepare import download
 from mlops_model.serving.registry_client import RestRegistry
-from serving_helpers import register_version, set_alias, strong_forest
 
-from tests.conftest import MlflowServer
+from tests.support.mlflow_server import MlflowServer
+from tests.support.serving import register_version, set_alias, strong_forest
 
 CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 

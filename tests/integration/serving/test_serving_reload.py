@@ -13,7 +13,8 @@ from mlops_model.serving.app import get_service
 from mlops_model.serving.holder import LoadedModel, ModelHolder
 from mlops_model.serving.metrics import iter_samples
 from mlops_model.serving.settings import Settings
-from serving_helpers import PROBE_ROW, register_version, set_alias, strong_forest, wait_for
+
+from tests.support.serving import PROBE_ROW, register_version, set_alias, strong_forest, wait_for
 
 
 def metric(client: Any, name: str) -> list[tuple[dict[str, str], float]]:

@@ -13,7 +13,8 @@ from mlops_model.schema import CLASS_NAMES, FEATURE_NAMES
 from mlops_model.serving.app import get_service
 from mlops_model.serving.metrics import iter_samples
 from mlops_model.serving.settings import Settings
-from serving_helpers import MAX_BODY, MAX_ROWS
+
+from tests.support.serving import MAX_BODY, MAX_ROWS
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 NAMED = dict(zip(FEATURE_NAMES, ROW, strict=True))

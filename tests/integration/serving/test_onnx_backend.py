@@ -26,10 +26,11 @@ from mlops_model.serving.onnx_backend import OnnxBackend
 from mlops_model.serving.registry_client import ResolvedVersion
 from mlops_model.serving.settings import Settings
 from mlops_model.serving.sklearn_backend import SklearnBackend
-from serving_helpers import iris_frame, log_and_register, set_alias
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
+
+from tests.support.serving import iris_frame, log_and_register, set_alias
 
 TREE = "sklearn.tree._tree.Tree"
 DOUBLER = f"{__name__}.Doubler"
