@@ -21,6 +21,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 GROUPS = ("mlflow", "predictors", "monitoring", "gateway")
 
+# What the project's group_vars give these roles in a real run.
+TRAIN = {
+    "train_tracking_uri": "http://127.0.0.1:5000",
+    "train_python": sys.executable,
+    "train_tracking_username": "writer",
+    "train_tracking_password": "a-writer-password",  # pragma: allowlist secret
+}
+# two nodes (the test's inventory names them), one image that need not exist
+# a case's key for variables of the inventory's two nodes, not of the play
+HOST_VARS = "host_vars"
+NODES = {"local_nodes_hosts": ["node-a", "node-b"], "local_nodes_image": "localhost/none"}
+
 # role, the wrong combination, the preflight task that must refuse it
 CASES: list[tuple[str, dict[str, Any], str]] = [
     ("mlflow_server", {"mlflow_server_admin_password": "short"},  # pragma: allowlist secret
@@ -35,10 +47,35 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("predictor", {"predictor_tracking_uri": "mlflow-1:5000"},
      "Refuse settings the predictor would only reject"),
     ("grafana", {"grafana_http_port": 80}, "Refuse a port Grafana cannot bind"),
+    # the project's own roles (roles/), beside the collection's
+    ("train", {**TRAIN, "train_tracking_password": ""},
+     "Refuse training settings the registry or the gate would only reject"),
+    ("train", {**TRAIN, "train_min_accuracy": 1.5},
+     "Refuse training settings the registry or the gate would only reject"),
+    ("local_nodes", {**NODES, "local_nodes_hosts": ["node-a", "node-a"]},
+     "Refuse nodes that would collide on this machine"),
+    # both nodes ask for the same SSH port in the inventory
+    ("local_nodes", {**NODES, HOST_VARS: "local_nodes_ssh_port=2299"},
+     "Refuse nodes that would collide on this machine"),
 ]  # fmt: skip
+# Roles of this repository are not in the collection's namespace.
+PROJECT_ROLES = {"train", "local_nodes"}
+
+
+def case_id(role: str, variables: dict[str, Any]) -> str:
+    """role:the variable the case sets wrong (not one of the base values above)."""
+    base = {**TRAIN, **NODES}
+    wrong = [key for key, value in variables.items() if base.get(key, object()) != value]
+    return f"{role}:{wrong[0]}"
+
+
+def role_name(role: str) -> str:
+    return role if role in PROJECT_ROLES else f"mlops.stack.{role}"
 
 
 def run_role(role: str, variables: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    variables = dict(variables)
+    node_vars = variables.pop(HOST_VARS, "")
     play = [
         {
             "name": f"Preflight of {role}",
@@ -48,7 +85,7 @@ def run_role(role: str, variables: dict[str, Any], tmp_path: Path) -> dict[str, 
             "tasks": [
                 {
                     "name": f"Import {role}",
-                    "ansible.builtin.import_role": {"name": f"mlops.stack.{role}"},
+                    "ansible.builtin.import_role": {"name": role_name(role)},
                     "vars": {
                         **variables,
                         # generated secrets go to tmp, never to the project's credentials/
@@ -63,7 +100,9 @@ def run_role(role: str, variables: dict[str, Any], tmp_path: Path) -> dict[str, 
     playbook.write_text(yaml.safe_dump(play, sort_keys=False))
     groups = "".join(f"[{group}]\nlocalhost\n" for group in GROUPS)
     (tmp_path / "hosts.ini").write_text(
-        f"localhost ansible_python_interpreter={sys.executable}\n{groups}"
+        f"localhost ansible_python_interpreter={sys.executable}\n"
+        f"node-a ansible_connection=local {node_vars}\n"
+        f"node-b ansible_connection=local {node_vars}\n" + groups
     )
     env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_NOCOLOR": "1"}
     proc = subprocess.run(
@@ -80,7 +119,9 @@ def run_role(role: str, variables: dict[str, Any], tmp_path: Path) -> dict[str, 
 
 
 @pytest.mark.parametrize(
-    ("role", "variables", "refused_by"), CASES, ids=[f"{r}:{next(iter(v))}" for r, v, _ in CASES]
+    ("role", "variables", "refused_by"),
+    CASES,
+    ids=[case_id(role, variables) for role, variables, _ in CASES],
 )
 def test_preflight_refuses_before_anything_changes(
     role: str, variables: dict[str, Any], refused_by: str, tmp_path: Path
@@ -90,7 +131,7 @@ def test_preflight_refuses_before_anything_changes(
     ran = [(t["task"]["name"], t["hosts"]["localhost"]) for t in tasks]
     failed = [name for name, result in ran if result.get("failed")]
     assert failed, f"nothing refused {variables}: {[name for name, _ in ran]}"
-    assert failed[0].startswith(f"mlops.stack.{role} : {refused_by}"), failed
+    assert failed[0].startswith(f"{role_name(role)} : {refused_by}"), failed
     # only argument validation and preflight checks ran before it
     for name, result in ran:
         assert result["action"] in {
