@@ -30,3 +30,12 @@ def test_the_mlflow_servers_optional_packages_are_pinned_as_in_the_wheelhouse() 
     pins = wheelhouse_pins()
     for name, version in PIN.findall(block):
         assert pins.get(name.lower()) == version, f"{name}=={version} vs requirements-nodes.txt"
+
+
+def test_the_venv_installer_is_the_wheelhouses_uv() -> None:
+    defaults = (ROLES / "python_service" / "defaults" / "main.yml").read_text()
+    spec = (ROLES / "python_service" / "meta" / "argument_specs.yml").read_text()
+    pinned = re.search(r"^python_service_uv_package: uv==(\S+)$", defaults, re.M)
+    assert pinned, "python_service_uv_package is not a uv==VERSION pin"
+    assert wheelhouse_pins().get("uv") == pinned.group(1)
+    assert f"default: uv=={pinned.group(1)}" in spec
