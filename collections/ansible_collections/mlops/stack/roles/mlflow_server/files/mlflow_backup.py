@@ -1,0 +1,455 @@
+#!/usr/bin/env python3
+"""Back up, verify and restore an MLflow registry while it serves.
+
+One archive (``mlflow-<UTC time>.tar.gz``) holds the SQLite backend store and
+the basic-auth accounts, both copied through SQLite's online backup (a
+consistent snapshot, never a file copy of a live database), the local
+artifact store, and a manifest: the MLflow version, the schema revision, the
+number of experiments, runs, models, versions and aliases, and the SHA-256 of
+every file. ``verify`` and ``restore`` check every file against the manifest
+before anything is changed.
+
+Standard library only: the role runs it with the MLflow venv's Python (to
+read the installed MLflow version), the controller with its own python3 to
+verify an archive before it is sent anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+REGISTRY_DB = "registry/mlflow.db"
+AUTH_DB = "registry/basic_auth.db"
+ARTIFACTS = "artifacts"
+ARCHIVE_PREFIX = "mlflow-"
+ARCHIVE_SUFFIX = ".tar.gz"
+# the tables whose rows the manifest counts: what a user would miss first
+COUNTED_TABLES = (
+    "experiments",
+    "runs",
+    "params",
+    "metrics",
+    "tags",
+    "registered_models",
+    "registered_model_tags",
+    "model_versions",
+    "model_version_tags",
+    "registered_model_aliases",
+)
+METRIC = "mlflow_registry_backup_last_success_timestamp_seconds"
+CHUNK = 1 << 20
+EXIT_FAILED = 1
+EXIT_REFUSED = 3
+
+
+class BackupError(Exception):
+    """A failure the user can act on; the message says what and where."""
+
+
+class Refused(BackupError):
+    """The target holds data and --force was not given."""
+
+
+def sqlite_path(uri: str) -> Path:
+    """The file of a ``sqlite:///`` backend store URI (MLflow's spelling)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        scheme = uri.split(":", 1)[0]
+        raise BackupError(
+            f"--backend-store-uri: only a SQLite backend store (sqlite:///PATH) can be "
+            f"backed up by this tool, not {scheme!r}"
+        )
+    # sqlite:////var/lib/mlflow/mlflow.db is an absolute path, sqlite:///mlflow.db a relative one
+    return Path(uri[len(prefix) :])
+
+
+def snapshot(source: Path, target: Path) -> None:
+    """Copy a live SQLite database through SQLite's online backup."""
+    if not source.is_file():
+        raise BackupError(f"{source}: no such database")
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+    dst = sqlite3.connect(target)
+    try:
+        # one step: the read lock is held for the whole copy, so the snapshot
+        # is one consistent state of the registry
+        src.backup(dst)
+    except sqlite3.Error as exc:
+        raise BackupError(f"{source}: online backup failed: {exc}") from exc
+    finally:
+        dst.close()
+        src.close()
+
+
+def table_counts(db: Path) -> dict[str, int]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        present = {
+            row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        return {
+            table: con.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]  # noqa: S608 (fixed names)
+            for table in COUNTED_TABLES
+            if table in present
+        }
+    finally:
+        con.close()
+
+
+def schema_revision(db: Path) -> str | None:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    return row[0] if row else None
+
+
+def mlflow_version() -> str | None:
+    for dist in ("mlflow", "mlflow-skinny"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            return metadata.version(dist)
+    return None
+
+
+def holds_data(db: Path, artifacts: Path | None) -> list[str]:
+    """What the target registry holds beyond a fresh server's Default experiment."""
+    found = []
+    if db.is_file():
+        counts = table_counts(db)
+        if counts.get("experiments", 0) > 1:
+            found.append(f"{counts['experiments']} experiments")
+        for table in ("runs", "registered_models"):
+            if counts.get(table, 0):
+                found.append(f"{counts[table]} {table.replace('_', ' ')}")
+    if artifacts is not None and artifacts.is_dir() and any(artifacts.iterdir()):
+        found.append(f"files in {artifacts}")
+    return found
+
+
+class HashingReader(io.RawIOBase):
+    """Reads a file for tarfile and hashes exactly what went into the archive."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.digest.update(data)
+        return data
+
+
+def add_file(tar: tarfile.TarFile, path: Path, name: str) -> str:
+    with path.open("rb") as stream:
+        info = tar.gettarinfo(fileobj=stream, arcname=name)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        reader = HashingReader(stream)
+        tar.addfile(info, reader)
+        return reader.digest.hexdigest()
+
+
+def artifact_files(root: Path) -> Iterator[Path]:
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(directory, name)
+            if path.is_file() and not path.is_symlink():
+                yield path
+
+
+def archive_name(now: dt.datetime) -> str:
+    return f"{ARCHIVE_PREFIX}{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z{ARCHIVE_SUFFIX}"
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def archives(dest: Path) -> list[Path]:
+    return sorted(p for p in dest.glob(f"{ARCHIVE_PREFIX}*{ARCHIVE_SUFFIX}") if p.is_file())
+
+
+def backup(args: argparse.Namespace) -> Path:
+    db = sqlite_path(args.backend_store_uri)
+    dest: Path = args.dest
+    if not dest.is_dir():
+        raise BackupError(f"--dest: {dest} is not a directory")
+    if args.artifacts is not None and not args.artifacts.is_dir():
+        raise BackupError(f"--artifacts: {args.artifacts} is not a directory")
+    now = dt.datetime.now(dt.UTC)
+    final = dest / archive_name(now)
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".backup-") as work_dir:
+        work = Path(work_dir)
+        snapshot(db, work / "mlflow.db")
+        if args.auth_db is not None:
+            snapshot(args.auth_db, work / "basic_auth.db")
+        files: dict[str, str] = {}
+        partial = work / final.name
+        with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+            files[REGISTRY_DB] = add_file(tar, work / "mlflow.db", REGISTRY_DB)
+            if args.auth_db is not None:
+                files[AUTH_DB] = add_file(tar, work / "basic_auth.db", AUTH_DB)
+            if args.artifacts is not None:
+                for path in artifact_files(args.artifacts):
+                    name = str(
+                        PurePosixPath(ARTIFACTS, path.relative_to(args.artifacts).as_posix())
+                    )
+                    files[name] = add_file(tar, path, name)
+            manifest = {
+                "format": FORMAT,
+                "created": now.isoformat(timespec="seconds"),
+                "mlflow_version": mlflow_version(),
+                "schema_revision": schema_revision(work / "mlflow.db"),
+                "counts": table_counts(work / "mlflow.db"),
+                "artifacts": args.artifacts is not None,
+                "files": files,
+            }
+            data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size = len(data)
+            info.mtime = int(now.timestamp())
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+        # nothing named like a backup exists until the archive is complete
+        os.replace(partial, final)
+    for old in archives(dest)[: -args.keep]:
+        old.unlink()
+    if args.textfile is not None:
+        write_atomically(
+            args.textfile,
+            f"# HELP {METRIC} Unix time of the last good backup of the MLflow registry.\n"
+            f"# TYPE {METRIC} gauge\n"
+            f"{METRIC} {now.timestamp():.3f}\n",
+        )
+    return final
+
+
+def safe_member(name: str) -> bool:
+    path = PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts and name != ""
+
+
+def read_archive(archive: Path, extract_to: Path | None = None) -> dict[str, Any]:
+    """The manifest, once every file of the archive matched it; with
+    ``extract_to``, the files land there as they are checked."""
+    seen: dict[str, str] = {}
+    manifest: dict[str, Any] | None = None
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                if not safe_member(member.name):
+                    raise BackupError(f"{archive}: {member.name!r} would land outside the restore")
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise BackupError(f"{archive}: {member.name} is not a regular file")
+                stream = tar.extractfile(member)
+                if stream is None:
+                    raise BackupError(f"{archive}: {member.name} cannot be read")
+                if member.name == MANIFEST:
+                    try:
+                        manifest = json.loads(stream.read())
+                    except ValueError as exc:
+                        raise BackupError(
+                            f"{archive}: {MANIFEST} is not valid JSON: {exc}"
+                        ) from exc
+                    continue
+                digest = hashlib.sha256()
+                out = None
+                if extract_to is not None:
+                    target = extract_to / member.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    out = target.open("wb")
+                try:
+                    while chunk := stream.read(CHUNK):
+                        digest.update(chunk)
+                        if out is not None:
+                            out.write(chunk)
+                finally:
+                    if out is not None:
+                        out.close()
+                seen[member.name] = digest.hexdigest()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise BackupError(f"{archive}: truncated or not a backup archive ({exc})") from exc
+    if manifest is None:
+        raise BackupError(f"{archive}: {MANIFEST} is missing")
+    if manifest.get("format") != FORMAT:
+        raise BackupError(
+            f"{archive}: {MANIFEST} has format {manifest.get('format')!r}, not {FORMAT}"
+        )
+    expected: dict[str, str] = manifest.get("files", {})
+    for name in sorted(expected):
+        if name not in seen:
+            raise BackupError(f"{archive}: {name} is in the manifest but missing from the archive")
+        if seen[name] != expected[name]:
+            raise BackupError(f"{archive}: {name} does not match its checksum in the manifest")
+    unlisted = sorted(set(seen) - set(expected))
+    if unlisted:
+        raise BackupError(f"{archive}: {unlisted[0]} is not in the manifest")
+    if REGISTRY_DB not in expected:
+        raise BackupError(f"{archive}: the manifest lists no {REGISTRY_DB}")
+    return manifest
+
+
+def swap_in(staged: Path, target: Path) -> None:
+    """Put a restored file or folder in place of the target, atomically for a
+    file; a folder's former content is removed only once the new one is in."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if staged.is_dir():
+        former = target.with_name(f".{target.name}.before-restore")
+        if former.exists():
+            shutil.rmtree(former)
+        if target.exists():
+            os.replace(target, former)
+        os.replace(staged, target)
+        if former.exists():
+            shutil.rmtree(former)
+        return
+    os.replace(staged, target)
+    # a journal left by the former database must not be replayed into this one
+    for suffix in ("-journal", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            target.with_name(target.name + suffix).unlink()
+
+
+def restore(args: argparse.Namespace) -> dict[str, Any]:
+    db = sqlite_path(args.backend_store_uri)
+    # everything is checked before the target is touched
+    manifest = read_archive(args.archive)
+    if args.auth_db is not None and AUTH_DB not in manifest["files"]:
+        raise BackupError(
+            f"{args.archive}: --auth-db given, but the archive holds no accounts database"
+        )
+    if args.artifacts is not None and not manifest.get("artifacts"):
+        raise BackupError(
+            f"{args.archive}: --artifacts given, but the archive holds no artifact store"
+        )
+    found = holds_data(db, args.artifacts)
+    if found and not args.force:
+        raise Refused(
+            f"the registry at {db} holds data ({', '.join(found)}); restoring would replace it. "
+            "Restore anyway with --force (restore.yml: -e restore_force=true)"
+        )
+    # staged next to the targets, so that each swap is a rename on one filesystem
+    with tempfile.TemporaryDirectory(dir=db.parent, prefix=".restore-") as work_dir:
+        work = Path(work_dir)
+        read_archive(args.archive, extract_to=work)
+        if args.artifacts is not None:
+            staged_artifacts = work / ARTIFACTS
+            staged_artifacts.mkdir(exist_ok=True)
+            if staged_artifacts.stat().st_dev != args.artifacts.parent.stat().st_dev:
+                moved = Path(tempfile.mkdtemp(dir=args.artifacts.parent, prefix=".restore-"))
+                shutil.move(str(staged_artifacts), moved / ARTIFACTS)
+                staged_artifacts = moved / ARTIFACTS
+            swap_in(staged_artifacts, args.artifacts)
+            with contextlib.suppress(OSError):
+                staged_artifacts.parent.rmdir()
+        if args.auth_db is not None:
+            swap_in(work / AUTH_DB, args.auth_db)
+        swap_in(work / REGISTRY_DB, db)
+    return manifest
+
+
+def inspect(args: argparse.Namespace) -> dict[str, Any]:
+    db = sqlite_path(args.backend_store_uri)
+    if not db.is_file():
+        raise BackupError(f"{db}: no such database")
+    return {"schema_revision": schema_revision(db), "counts": table_counts(db)}
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = main.add_subparsers(dest="command", required=True)
+
+    def store(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--backend-store-uri", required=True, help="sqlite:///PATH of the registry")
+
+    p = sub.add_parser("backup", help="write a new archive while MLflow serves")
+    store(p)
+    p.add_argument("--auth-db", type=Path, help="the basic-auth accounts database")
+    p.add_argument("--artifacts", type=Path, help="the local artifact store")
+    p.add_argument("--dest", type=Path, required=True, help="folder of the archives")
+    p.add_argument("--keep", type=int, default=7, help="how many archives to keep (>= 1)")
+    p.add_argument("--textfile", type=Path, help="write the time of this good backup here")
+
+    p = sub.add_parser("verify", help="check every file of an archive against its manifest")
+    p.add_argument("archive", type=Path)
+
+    p = sub.add_parser("restore", help="replace a stopped registry with an archive")
+    p.add_argument("archive", type=Path)
+    store(p)
+    p.add_argument("--auth-db", type=Path)
+    p.add_argument("--artifacts", type=Path)
+    p.add_argument("--force", action="store_true", help="replace a registry that holds data")
+
+    p = sub.add_parser("inspect", help="the schema revision and row counts of a registry")
+    store(p)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "backup":
+            if args.keep < 1:
+                raise BackupError("--keep: must be at least 1")
+            print(backup(args))
+        elif args.command == "verify":
+            manifest = read_archive(args.archive)
+            print(
+                json.dumps(
+                    {
+                        k: manifest[k]
+                        for k in ("created", "mlflow_version", "schema_revision", "counts")
+                    }
+                )
+            )
+        elif args.command == "restore":
+            manifest = restore(args)
+            print(json.dumps({"restored": str(args.archive), "counts": manifest["counts"]}))
+        else:
+            print(json.dumps(inspect(args)))
+    except Refused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
