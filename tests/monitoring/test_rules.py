@@ -10,11 +10,13 @@ import yaml
 from tests.support.monitoring import (
     DRIFT_RULES_TEST_FILE,
     PREDICTOR_METRICS,
+    REGISTRY_RULES_TEST_FILE,
     RULES_FILE,
     RULES_TEST_FILE,
     metric_names,
     recorded_metrics,
     render_drift_rules,
+    render_registry_rules,
     run,
 )
 
@@ -83,8 +85,15 @@ def test_predictor_down_fires_within_a_minute():
     assert down["for"] == "30s"
 
 
-def test_every_alert_has_severity_and_summary(drift_rules):
-    for rule in rules() + [r for r in rules(drift_rules) if "alert" in r]:
+@pytest.fixture(scope="module")
+def registry_rules(tmp_path_factory: pytest.TempPathFactory):
+    """The registry backup rule as the role writes it with its defaults."""
+    return render_registry_rules(tmp_path_factory.mktemp("registry-rules"))
+
+
+def test_every_alert_has_severity_and_summary(drift_rules, registry_rules):
+    templated = rules(drift_rules) + rules(registry_rules)
+    for rule in rules() + [r for r in templated if "alert" in r]:
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
 
@@ -142,3 +151,22 @@ def test_drift_rules_follow_the_role_variables(tmp_path, promtool):
     assert ">= 50" in by_name["InputDrift"]["expr"]
     assert "> 0.3" in by_name["PredictionDrift"]["expr"]
     assert by_name["InputDrift"]["for"] == by_name["PredictionDrift"]["for"] == "30s"
+
+
+def test_registry_backup_rule_checks_and_passes_its_unit_tests(promtool, registry_rules):
+    checked = run([promtool, "check", "rules", str(registry_rules)])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert [rule["alert"] for rule in rules(registry_rules)] == ["RegistryBackupStale"]
+    shutil.copy(REGISTRY_RULES_TEST_FILE, registry_rules.parent)
+    result = run(
+        [promtool, "test", "rules", REGISTRY_RULES_TEST_FILE.name], cwd=registry_rules.parent
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_registry_backup_rule_follows_its_variable(tmp_path, promtool):
+    rendered = render_registry_rules(tmp_path, {"prometheus_registry_backup_max_age_hours": 50})
+    assert run([promtool, "check", "rules", str(rendered)]).returncode == 0
+    (rule,) = rules(rendered)
+    assert rule["expr"].rstrip().endswith("> 50 * 3600")

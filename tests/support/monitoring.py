@@ -21,6 +21,8 @@ RULES_FILE = PROMETHEUS_ROLE / "files" / "rules" / "mlops.rules.yml"
 RULES_TEST_FILE = PROMETHEUS_ROLE / "tests" / "mlops.rules.test.yml"
 DRIFT_RULES_TEMPLATE = PROMETHEUS_ROLE / "templates" / "drift.rules.yml.j2"
 DRIFT_RULES_TEST_FILE = PROMETHEUS_ROLE / "tests" / "drift.rules.test.yml"
+REGISTRY_RULES_TEMPLATE = PROMETHEUS_ROLE / "templates" / "registry.rules.yml.j2"
+REGISTRY_RULES_TEST_FILE = PROMETHEUS_ROLE / "tests" / "registry.rules.test.yml"
 
 # Series the predictor app exports (fixed by the design; histograms as _bucket/_sum/_count).
 PREDICTOR_METRICS = {
@@ -277,4 +279,13 @@ def render_drift_rules(tmp_path: Path, extra_vars: dict | None = None) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     rendered = tmp_path / "drift.rules.yml"
     render_prometheus_template(tmp_path, DRIFT_RULES_TEMPLATE, str(rendered), extra_vars or {})
+    return rendered
+
+
+def render_registry_rules(tmp_path: Path, extra_vars: dict | None = None) -> Path:
+    """The prometheus role's registry backup rule as the role writes it:
+    ``tmp_path/registry.rules.yml``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rendered = tmp_path / "registry.rules.yml"
+    render_prometheus_template(tmp_path, REGISTRY_RULES_TEMPLATE, str(rendered), extra_vars or {})
     return rendered
