@@ -37,6 +37,8 @@ PLAYBOOK_GROUP = {
     "predictor.yml": "predictors",
     "monitoring.yml": "monitoring",
     "gateway.yml": "gateway",
+    "backup.yml": "mlflow",
+    "restore.yml": "mlflow",
 }
 ADMIN_PORTS = {"22", "5000", "9090", "3000"}
 # The gateway's HAProxy: the only port clients reach, on the only public role.

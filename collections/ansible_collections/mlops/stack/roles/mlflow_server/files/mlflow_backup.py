@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Back up, verify and restore an MLflow registry while it serves.
 
 One archive (``mlflow-<UTC time>.tar.gz``) holds the SQLite backend store and
@@ -391,7 +390,7 @@ def inspect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    main = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = main.add_subparsers(dest="command", required=True)
 
     def store(p: argparse.ArgumentParser) -> None:

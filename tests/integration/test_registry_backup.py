@@ -1,0 +1,90 @@
+"""backup.yml and restore.yml on the lab's MLflow host while the predictors serve
+through the gateway: a refused restore changes nothing, a forced one gives the
+registry back as it was at the backup, and no prediction fails meanwhile."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.support.lab_http import MLFLOW, mlflow_auth
+from tests.support.load import Load
+
+from .conftest import ROOT, Stack, ansible_playbook
+
+pytestmark = pytest.mark.nodes
+
+GATEWAY = "http://127.0.0.1:8080"
+API = f"{MLFLOW}/api/2.0/mlflow"
+
+
+def mlflow_call(path: str, body: dict[str, Any] | None = None) -> Any:
+    """The lab's MLflow REST API as the admin: GET without a body, POST with one."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {**mlflow_auth("admin"), "Content-Type": "application/json"}
+    request = urllib.request.Request(f"{API}/{path}", data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return json.load(resp)
+
+
+def registry_dump() -> dict[str, Any]:
+    """Every experiment, run (params, metrics, tags), model, version, tag and alias."""
+    experiments = mlflow_call("experiments/search?max_results=1000").get("experiments", [])
+    runs = mlflow_call(
+        "runs/search",
+        {"experiment_ids": [e["experiment_id"] for e in experiments], "max_results": 1000},
+    ).get("runs", [])
+    models = mlflow_call("registered-models/search?max_results=1000").get("registered_models", [])
+    versions = mlflow_call("model-versions/search?max_results=1000").get("model_versions", [])
+    return {
+        "experiments": sorted(experiments, key=lambda e: e["experiment_id"]),
+        "runs": sorted(runs, key=lambda r: r["info"]["run_id"]),
+        "models": sorted(models, key=lambda m: m["name"]),
+        "versions": sorted(versions, key=lambda v: (v["name"], int(v["version"]))),
+    }
+
+
+def champion() -> str:
+    model = mlflow_call("registered-models/get?name=iris")["registered_model"]
+    return next(a["version"] for a in model["aliases"] if a["alias"] == "champion")
+
+
+def test_restore_refuses_then_gives_back_the_registry_while_predictions_flow(
+    local_stack: Stack,
+):
+    ansible_playbook("playbooks/backup.yml")
+    archive = sorted((ROOT / "backups" / "mlflow-1").glob("mlflow-*.tar.gz"))[-1]
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    # the lab runs with accounts and local artifacts: both are in the archive
+    assert {"manifest.json", "registry/mlflow.db", "registry/basic_auth.db"} <= names
+    assert any(name.startswith("artifacts/") for name in names)
+    at_backup = registry_dump()
+    serving = champion()
+
+    mlflow_call("experiments/create", {"name": f"made-after-the-backup-{time.time_ns()}"})
+    changed = registry_dump()
+    assert changed != at_backup
+
+    with Load(
+        f"{GATEWAY}/predict", expected_versions={serving}, rate=20, duration=600, threads=8
+    ) as load:
+        refused = ansible_playbook("playbooks/restore.yml", check=False)
+        assert refused.failed.get("mlflow-1"), refused.output[-3000:]
+        assert "Restore refused" in refused.output
+        assert "restore_force=true" in refused.output
+        assert registry_dump() == changed, "a refused restore changes nothing"
+
+        ansible_playbook(
+            "playbooks/restore.yml",
+            "-e", "restore_force=true",
+            "-e", f"restore_archive={archive.relative_to(ROOT)}",
+        )  # fmt: skip
+        assert registry_dump() == at_backup
+    problems = load.result.problems(p99_limit=1.0, max_limit=5.0)
+    assert not problems, "; ".join(problems)
