@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.lab_http import MLFLOW, mlflow_auth
+from tests.support.lab_http import MLFLOW, get_json, mlflow_auth, prom_query, wait_until
 from tests.support.load import Load
 
 from .conftest import ROOT, Stack, ansible_playbook
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.nodes
 
 GATEWAY = "http://127.0.0.1:8080"
 API = f"{MLFLOW}/api/2.0/mlflow"
+BACKUP_METRIC = "mlflow_registry_backup_last_success_timestamp_seconds"
 
 
 def mlflow_call(path: str, body: dict[str, Any] | None = None) -> Any:
@@ -88,3 +89,19 @@ def test_restore_refuses_then_gives_back_the_registry_while_predictions_flow(
         assert registry_dump() == at_backup
     problems = load.result.problems(p99_limit=1.0, max_limit=5.0)
     assert not problems, "; ".join(problems)
+
+
+def test_prometheus_watches_the_last_good_backup(local_stack: Stack):
+    """The first converge took a backup; its time reached Prometheus through the
+    node exporter's textfile collector, and RegistryBackupStale watches it, quiet."""
+    (sample,) = wait_until(
+        lambda: prom_query(
+            'mlflow_registry_backup_last_success_timestamp_seconds{instance=~"mlflow-1:.*"}'
+        ),
+        timeout=90,
+        what="the backup time in Prometheus",
+    )
+    assert time.time() - float(sample["value"][1]) < 24 * 3600
+    groups = get_json("http://127.0.0.1:9090/api/v1/rules")["data"]["groups"]
+    (rule,) = (r for g in groups for r in g["rules"] if r["name"] == "RegistryBackupStale")
+    assert rule["state"] == "inactive"
