@@ -87,6 +87,9 @@ def test_restore_refuses_then_gives_back_the_registry_while_predictions_flow(
             "-e", f"restore_archive={archive.relative_to(ROOT)}",
         )  # fmt: skip
         assert registry_dump() == at_backup
+        # the restored files are the role's as it left them: a converge changes nothing
+        recap = ansible_playbook("playbooks/mlflow.yml")
+        assert recap.changed.get("mlflow-1") == 0, recap.output[-3000:]
     problems = load.result.problems(p99_limit=1.0, max_limit=5.0)
     assert not problems, "; ".join(problems)
 

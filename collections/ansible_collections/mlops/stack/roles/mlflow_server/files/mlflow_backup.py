@@ -421,6 +421,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # What it writes is the registry's, as MLflow's own unit writes it (UMask=0027):
+    # a restored database or artifact is never readable by other users.
+    os.umask(0o027)
     try:
         if args.command == "backup":
             if args.keep < 1:
