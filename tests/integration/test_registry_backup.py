@@ -4,50 +4,21 @@ registry back as it was at the backup, and no prediction fails meanwhile."""
 
 from __future__ import annotations
 
-import json
 import tarfile
 import time
-import urllib.request
-from typing import Any
 
 import pytest
 
-from tests.support.lab_http import MLFLOW, get_json, mlflow_auth, prom_query, wait_until
+from tests.support.lab_http import get_json, prom_query, wait_until
 from tests.support.load import Load
+from tests.support.registry_state import mlflow_call, registry_dump
 
 from .conftest import ROOT, Stack, ansible_playbook
 
 pytestmark = pytest.mark.nodes
 
 GATEWAY = "http://127.0.0.1:8080"
-API = f"{MLFLOW}/api/2.0/mlflow"
 BACKUP_METRIC = "mlflow_registry_backup_last_success_timestamp_seconds"
-
-
-def mlflow_call(path: str, body: dict[str, Any] | None = None) -> Any:
-    """The lab's MLflow REST API as the admin: GET without a body, POST with one."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = {**mlflow_auth("admin"), "Content-Type": "application/json"}
-    request = urllib.request.Request(f"{API}/{path}", data=data, headers=headers)
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        return json.load(resp)
-
-
-def registry_dump() -> dict[str, Any]:
-    """Every experiment, run (params, metrics, tags), model, version, tag and alias."""
-    experiments = mlflow_call("experiments/search?max_results=1000").get("experiments", [])
-    runs = mlflow_call(
-        "runs/search",
-        {"experiment_ids": [e["experiment_id"] for e in experiments], "max_results": 1000},
-    ).get("runs", [])
-    models = mlflow_call("registered-models/search?max_results=1000").get("registered_models", [])
-    versions = mlflow_call("model-versions/search?max_results=1000").get("model_versions", [])
-    return {
-        "experiments": sorted(experiments, key=lambda e: e["experiment_id"]),
-        "runs": sorted(runs, key=lambda r: r["info"]["run_id"]),
-        "models": sorted(models, key=lambda m: m["name"]),
-        "versions": sorted(versions, key=lambda v: (v["name"], int(v["version"]))),
-    }
 
 
 def champion() -> str:
@@ -68,7 +39,14 @@ def test_restore_refuses_then_gives_back_the_registry_while_predictions_flow(
     at_backup = registry_dump()
     serving = champion()
 
-    mlflow_call("experiments/create", {"name": f"made-after-the-backup-{time.time_ns()}"})
+    # a tag is data (a bare name is not: a rebuilt host's converge makes those)
+    mlflow_call(
+        "experiments/create",
+        {
+            "name": f"made-after-the-backup-{time.time_ns()}",
+            "tags": [{"key": "owner", "value": "the restore test"}],
+        },
+    )
     changed = registry_dump()
     assert changed != at_backup
 

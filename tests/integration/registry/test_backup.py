@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -303,3 +305,34 @@ def test_a_backend_store_it_cannot_back_up_is_named(tmp_path: Path):
     assert result.returncode == 1
     assert "--backend-store-uri" in result.stderr
     assert "'postgresql'" in result.stderr
+
+
+def strip_registry(db: Path, keep: str = "", description: str = "") -> None:
+    """Empty the tables a restore would lose, but ``keep``; set every model's description."""
+    con = sqlite3.connect(db)
+    with con:
+        for table in ("runs", "model_versions", "experiment_tags", "registered_model_tags"):
+            if table != keep:
+                con.execute(f'DELETE FROM "{table}"')
+        con.execute("UPDATE registered_models SET description = ?", (description,))
+    con.close()
+
+
+def test_a_rebuilt_host_whose_registry_holds_only_names_is_restored_without_force(
+    archive: Path, live_target: Path
+):
+    """A rebuilt MLflow host's first converge creates the experiment and the
+    registered model that the accounts' grants name, empty: no data to lose.
+    One run, or one model's description, is data."""
+    shutil.rmtree(live_target / "artifacts")
+    (live_target / "artifacts").mkdir()
+    db = live_target / "mlflow.db"
+    for keep, description in (("runs", ""), ("", "kept by hand")):
+        strip_registry(db, keep, description)
+        refused = tool("restore", archive, *store_args(live_target))
+        assert refused.returncode == 3, (keep, description, refused.stderr)
+        assert "holds data" in refused.stderr
+
+    strip_registry(db)
+    restored = tool("restore", archive, *store_args(live_target))
+    assert restored.returncode == 0, restored.stderr

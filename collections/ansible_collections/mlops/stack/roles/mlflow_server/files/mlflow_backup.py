@@ -43,6 +43,7 @@ ARCHIVE_SUFFIX = ".tar.gz"
 # the tables whose rows the manifest counts: what a user would miss first
 COUNTED_TABLES = (
     "experiments",
+    "experiment_tags",
     "runs",
     "params",
     "metrics",
@@ -131,18 +132,38 @@ def mlflow_version() -> str | None:
 
 
 def holds_data(db: Path, artifacts: Path | None) -> list[str]:
-    """What the target registry holds beyond a fresh server's Default experiment."""
+    """What in the target registry a restore would lose.
+
+    Runs, model versions, tags, a model's description and artifact files are
+    data. An experiment or registered model that is only a name is not: the
+    role's first converge creates those for the accounts' grants, and a host
+    rebuilt after a disaster holds them before its restore.
+    """
     found = []
     if db.is_file():
         counts = table_counts(db)
-        if counts.get("experiments", 0) > 1:
-            found.append(f"{counts['experiments']} experiments")
-        for table in ("runs", "registered_models"):
+        for table in ("runs", "model_versions", "experiment_tags", "registered_model_tags"):
             if counts.get(table, 0):
                 found.append(f"{counts[table]} {table.replace('_', ' ')}")
+        described = registered_models_with_a_description(db)
+        if described:
+            found.append(f"{described} registered models with a description")
     if artifacts is not None and artifacts.is_dir() and any(artifacts.iterdir()):
         found.append(f"files in {artifacts}")
     return found
+
+
+def registered_models_with_a_description(db: Path) -> int:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute(
+            "SELECT COUNT(*) FROM registered_models WHERE COALESCE(description, '') != ''"
+        ).fetchone()
+    except sqlite3.Error:
+        return 0
+    finally:
+        con.close()
+    return int(row[0])
 
 
 class HashingReader(io.RawIOBase):
