@@ -13,7 +13,9 @@ no load thread died, and the latency (p99 and max):
 * a rolling upgrade of the predictors with a setting that needs a restart
   (playbooks/predictor.yml restarts them one at a time, each drained on the
   gateway first), and back;
-* faults: MLflow stopped, a predictor SIGKILLed, nodes restarted.
+* faults: MLflow stopped, a predictor SIGKILLed, nodes restarted;
+* the disaster: mlflow-1 destroyed with its storage, rebuilt and restored from
+  the backup as the README says, the registry compared with what it was.
 
 The tests run in file order and leave the stack as site.yml makes it (the
 champion back on its original version, default predictor settings, the
@@ -54,6 +56,7 @@ from tests.support.lab_http import (
     wait_until,
 )
 from tests.support.load import Load, LoadResult
+from tests.support.registry_state import registry_dump
 
 from .conftest import ROOT, Recap, Stack, ansible_playbook, podman_exec
 
@@ -173,6 +176,11 @@ class RolloutReport:
         terminalreporter.section("rollout under load (POST /predict through the gateway)")
         for line in self.lines():
             terminalreporter.write_line(line)
+        for name, p in self.phases.items():
+            if "registry_back_s" in p:
+                terminalreporter.write_line(
+                    f"{name}: registry back {p['registry_back_s']} s after the disaster"
+                )
         terminalreporter.write_line(f"written to {REPORT_FILE.relative_to(ROOT)}")
 
 
@@ -191,6 +199,8 @@ def under_load(
     *,
     versions: set[str],
     settled: set[str] | None = None,
+    rate: float = RATE,
+    duration: float = PHASE_SECONDS,
     **extra: Any,
 ) -> tuple[Any, LoadResult]:
     """Run ``action()`` while the load goes through the gateway; record the phase.
@@ -201,8 +211,8 @@ def under_load(
     with Load(
         f"{GATEWAY}/predict",
         expected_versions=versions,
-        rate=RATE,
-        duration=PHASE_SECONDS,
+        rate=rate,
+        duration=duration,
         threads=16,
     ) as load:
         time.sleep(2)
@@ -531,3 +541,88 @@ def test_restarted_monitoring_node_keeps_its_data(local_stack: Stack):
     wait_until(prometheus_ready, timeout=120, what="Prometheus ready after the restart")
     assert samples_before() >= seen, "Prometheus lost data over the restart"
     wait_until(gateway_answers, timeout=60, what="the gateway answering after the restart")
+
+
+# The lab's local artifact store, as the mlflow_server role lays it out.
+ARTIFACTS = "/var/lib/mlflow/artifacts"
+# The disaster phase outlasts the others (a node rebuilt and converged): a
+# lower rate keeps its load under the generator's hard cap of requests.
+DISASTER_RATE = 15.0
+DISASTER_SECONDS = 1200.0
+
+
+def artifact_checksums() -> dict[str, str]:
+    """SHA-256 of every file in mlflow-1's artifact store, by relative path."""
+    listing = podman_exec(
+        "mlflow-1", "sh", "-c", f"cd {ARTIFACTS} && find . -type f -exec sha256sum {{}} +"
+    )
+    assert listing.returncode == 0, listing.stderr
+    return {
+        path: digest
+        for digest, path in (line.split(maxsplit=1) for line in listing.stdout.splitlines())
+    }
+
+
+def test_registry_survives_the_loss_of_its_host(
+    report: RolloutReport, original: str, candidate: str
+):
+    """README's "rebuild a lost MLflow host" under load: backup.yml, then mlflow-1
+    destroyed with its storage, recreated (local_nodes.yml), mlflow.yml, restore.yml
+    and site.yml. The predictors serve the loaded model throughout and say the
+    registry is away; afterwards every experiment, run, model, version, tag, alias
+    and artifact is as it was, and a promotion works again."""
+    phase = "disaster: mlflow-1 lost, restored"
+    before = registry_dump()
+    artifacts = artifact_checksums()
+    assert any(path.endswith("MLmodel") for path in artifacts), sorted(artifacts)
+    timings: dict[str, float] = {}
+
+    def disaster() -> None:
+        ansible_playbook("playbooks/backup.yml")
+        archive = sorted((ROOT / "backups" / "mlflow-1").glob("mlflow-*.tar.gz"))[-1]
+        lost = time.monotonic()
+        subprocess.run(
+            ["podman", "rm", "--force", "--volumes", "--time", "0", "mlflow-1"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        wait_until(
+            lambda: all(
+                metric_values(base, "predictor_registry_up") == [0.0]
+                for base in PREDICTORS.values()
+            ),
+            timeout=60,
+            interval=1,
+            what="predictor_registry_up == 0 on every predictor",
+        )
+        for name, base in PREDICTORS.items():
+            assert ready(base), f"{name} not ready without its registry"
+        ansible_playbook("playbooks/local_nodes.yml")
+        ansible_playbook("playbooks/mlflow.yml")
+        ansible_playbook("playbooks/restore.yml", "-e", f"restore_archive={archive}")
+        wait_until(lambda: champion() == original, timeout=120, what="the champion restored")
+        timings["registry_back_s"] = round(time.monotonic() - lost, 1)
+        ansible_playbook("site.yml", "--limit", "localhost,mlflow-1")
+
+    _, result = under_load(
+        report,
+        phase,
+        disaster,
+        versions={original},
+        rate=DISASTER_RATE,
+        duration=DISASTER_SECONDS,
+    )
+    report.phases[phase].update(timings)
+    assert_clean_load(phase, result)
+    assert registry_dump() == before, "the restored registry differs from the backed-up one"
+    assert artifact_checksums() == artifacts
+    wait_until(
+        lambda: all(
+            metric_values(base, "predictor_registry_up") == [1.0] for base in PREDICTORS.values()
+        ),
+        timeout=60,
+        interval=1,
+        what="predictor_registry_up back to 1",
+    )
+    # The predictors follow the restored alias again: a promotion, and back.
+    promote(report, "after the disaster: promote", candidate)
+    promote(report, "after the disaster: roll back", original)
