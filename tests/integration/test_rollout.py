@@ -90,6 +90,18 @@ def metric_values(base: str, name: str) -> list[float]:
     return [float(v) for v in re.findall(rf"(?m)^{name}(?:\{{[^}}]*\}})? (\S+)$", text)]
 
 
+def wait_for_registry_up(value: float) -> None:
+    """Until every predictor reports the registry reachable (1) or not (0)."""
+    wait_until(
+        lambda: all(
+            metric_values(base, "predictor_registry_up") == [value] for base in PREDICTORS.values()
+        ),
+        timeout=60,
+        interval=1,
+        what=f"predictor_registry_up == {value:g} on every predictor",
+    )
+
+
 def ready(base: str) -> bool:
     try:
         with urllib.request.urlopen(f"{base}/ready", timeout=5) as resp:
@@ -397,15 +409,7 @@ def test_registry_outage_keeps_serving(report: RolloutReport, original: str):
     def outage() -> dict[str, Any]:
         podman_exec("mlflow-1", "systemctl", "stop", "mlflow")
         try:
-            wait_until(
-                lambda: all(
-                    metric_values(base, "predictor_registry_up") == [0.0]
-                    for base in PREDICTORS.values()
-                ),
-                timeout=60,
-                interval=1,
-                what="predictor_registry_up == 0 on every predictor",
-            )
+            wait_for_registry_up(0.0)
             # `for: 2m` in the rule: pending first, firing two minutes later;
             # either means Prometheus shows the alert.
             shown = wait_until(
@@ -432,14 +436,7 @@ def test_registry_outage_keeps_serving(report: RolloutReport, original: str):
     assert set(shown) == set(PREDICTORS), shown
     assert set(shown.values()) <= {"pending", "firing"}, shown
     wait_until(lambda: champion() is not None, timeout=120, what="MLflow back")
-    wait_until(
-        lambda: all(
-            metric_values(base, "predictor_registry_up") == [1.0] for base in PREDICTORS.values()
-        ),
-        timeout=60,
-        interval=1,
-        what="predictor_registry_up back to 1",
-    )
+    wait_for_registry_up(1.0)
 
 
 def test_killed_predictor_is_restarted_and_routed_around(report: RolloutReport):
@@ -585,15 +582,7 @@ def test_registry_survives_the_loss_of_its_host(
             ["podman", "rm", "--force", "--volumes", "--time", "0", "mlflow-1"],
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
-        wait_until(
-            lambda: all(
-                metric_values(base, "predictor_registry_up") == [0.0]
-                for base in PREDICTORS.values()
-            ),
-            timeout=60,
-            interval=1,
-            what="predictor_registry_up == 0 on every predictor",
-        )
+        wait_for_registry_up(0.0)
         for name, base in PREDICTORS.items():
             assert ready(base), f"{name} not ready without its registry"
         ansible_playbook("playbooks/local_nodes.yml")
@@ -615,14 +604,7 @@ def test_registry_survives_the_loss_of_its_host(
     assert_clean_load(phase, result)
     assert registry_dump() == before, "the restored registry differs from the backed-up one"
     assert artifact_checksums() == artifacts
-    wait_until(
-        lambda: all(
-            metric_values(base, "predictor_registry_up") == [1.0] for base in PREDICTORS.values()
-        ),
-        timeout=60,
-        interval=1,
-        what="predictor_registry_up back to 1",
-    )
+    wait_for_registry_up(1.0)
     # The predictors follow the restored alias again: a promotion, and back.
     promote(report, "after the disaster: promote", candidate)
     promote(report, "after the disaster: roll back", original)
