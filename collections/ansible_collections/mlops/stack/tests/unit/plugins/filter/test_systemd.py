@@ -26,14 +26,14 @@ spec.loader.exec_module(systemd)
 def directives(text: str) -> list[tuple[str, str]]:
     return [
         (key, value)
-        for key, _, value in (line.partition("=") for line in text.splitlines())
+        for key, _sep, value in (line.partition("=") for line in text.splitlines())
         if key[:1].isupper() and key.isalnum()
     ]
 
 
 def test_the_base_alone_is_every_directive_once_but_the_syscall_filter():
     lines = directives(systemd.systemd_sandbox())
-    keys = [key for key, _ in lines]
+    keys = [key for key, _value in lines]
     assert keys == sorted(keys)
     assert keys.count("SystemCallFilter") == 2
     assert len(set(keys)) == len(keys) - 1
@@ -130,7 +130,7 @@ def test_the_units_render_the_sandbox_with_their_own_settings(tmp_path: Path):
     backup = directives((tmp_path / "backup").read_text())
     assert [v for k, v in backup if k == "RestrictAddressFamilies"] == ["AF_UNIX"]
     assert ("PrivateNetwork", "yes") in backup
-    in_base = {k for k, _ in base}
+    in_base = dict(base).keys()
     expected = {(k, v) for k, v in base if k != "RestrictAddressFamilies"}
     assert {(k, v) for k, v in backup if k in in_base} == expected | {
         ("RestrictAddressFamilies", "AF_UNIX")
