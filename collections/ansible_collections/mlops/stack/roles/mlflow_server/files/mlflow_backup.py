@@ -1,4 +1,4 @@
-"""Back up, verify and restore an MLflow registry while it serves.
+"""Back up, verify, restore and upgrade an MLflow registry.
 
 One archive (``mlflow-<UTC time>.tar.gz``) holds the SQLite backend store and
 the basic-auth accounts, both copied through SQLite's online backup (a
@@ -6,11 +6,13 @@ consistent snapshot, never a file copy of a live database), the local
 artifact store, and a manifest: the MLflow version, the schema revision, the
 number of experiments, runs, models, versions and aliases, and the SHA-256 of
 every file. ``verify`` and ``restore`` check every file against the manifest
-before anything is changed.
+before anything is changed. ``upgrade`` migrates the backend store's schema
+to the installed MLflow's (``mlflow db upgrade``), a SQLite one on a copy that
+replaces it only once the migration worked.
 
-Standard library only: the role runs it with the MLflow venv's Python (to
-read the installed MLflow version), the controller with its own python3 to
-verify an archive before it is sent anywhere.
+Standard library only, but for ``upgrade``: the role runs it with the MLflow
+venv's Python (to read the installed MLflow version), the controller with its
+own python3 to verify an archive before it is sent anywhere.
 """
 
 from __future__ import annotations
@@ -403,11 +405,114 @@ def restore(args: argparse.Namespace) -> dict[str, Any]:
     return manifest
 
 
+def restore_and_upgrade(args: argparse.Namespace) -> dict[str, Any]:
+    """A restore, then, with --upgrade, the migration of an archive from an
+    older release to the installed MLflow's schema (nothing to do otherwise)."""
+    manifest = restore(args)
+    result: dict[str, Any] = {"restored": str(args.archive), "counts": manifest["counts"]}
+    if args.upgrade:
+        try:
+            result["schema"] = upgrade(args)
+        except BackupError as exc:
+            raise BackupError(
+                f"restored {args.archive} (MLflow {manifest.get('mlflow_version')}), "
+                f"but its migration to the installed MLflow failed: {exc}"
+            ) from exc
+    return result
+
+
 def inspect(args: argparse.Namespace) -> dict[str, Any]:
     db = sqlite_path(args.backend_store_uri)
     if not db.is_file():
         raise BackupError(f"{db}: no such database")
     return {"schema_revision": schema_revision(db), "counts": table_counts(db)}
+
+
+def store_revision(uri: str) -> str | None:
+    """The schema revision of a backend store; None before MLflow created it."""
+    if uri.startswith("sqlite:"):
+        db = sqlite_path(uri)
+        return schema_revision(db) if db.is_file() else None
+    import sqlalchemy  # the MLflow venv's: a database server's store
+
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        with engine.connect() as con:
+            if not sqlalchemy.inspect(con).has_table("alembic_version"):
+                return None
+            row = con.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).first()
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise BackupError(f"the backend store cannot be read: {type(exc).__name__}: {exc}") from exc
+    finally:
+        engine.dispose()
+    return row[0] if row else None
+
+
+def installed_head() -> str:
+    """The newest schema revision the installed MLflow knows."""
+    from importlib.util import find_spec
+
+    from alembic.script import ScriptDirectory
+
+    spec = find_spec("mlflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackupError("MLflow is not installed beside this interpreter")
+    migrations = Path(next(iter(spec.submodule_search_locations)), "store", "db_migrations")
+    head = ScriptDirectory(str(migrations)).get_current_head()
+    if head is None:
+        raise BackupError(f"{migrations}: no schema revision found")
+    return head
+
+
+def migrate(uri: str) -> None:
+    """``mlflow db upgrade`` in this process: a database server's URI, which
+    holds its password, stays off every command line."""
+    from mlflow.db import commands
+
+    try:
+        commands.main(args=["upgrade", uri], standalone_mode=False)
+    # whatever stopped the migration (SQL, alembic, a disk), the user reads it
+    except Exception as exc:
+        # one line: SQLAlchemy appends the statement and a link on lines of their own
+        first = next(iter(str(exc).strip().splitlines()), "")
+        raise BackupError(f"mlflow db upgrade failed: {type(exc).__name__}: {first}") from exc
+
+
+def upgrade(args: argparse.Namespace) -> dict[str, Any]:
+    """Migrate the stopped registry's schema to the installed MLflow's.
+
+    MLflow's migrations are not transactional: a SQLite store is migrated on
+    a copy beside it, which replaces it by a rename only once the migration
+    reached the installed head. A failure leaves the store as it was."""
+    uri: str = args.backend_store_uri
+    before = store_revision(uri)
+    head = installed_head()
+    result: dict[str, Any] = {"from": before, "to": head, "mlflow_version": mlflow_version()}
+    if before is None or before == head:
+        return {**result, "to": before, "migrated": False}
+    if not uri.startswith("sqlite:"):
+        migrate(uri)
+        after = store_revision(uri)
+    else:
+        db = sqlite_path(uri)
+        staged = db.with_name(f".{db.name}.upgrading")
+        staged.unlink(missing_ok=True)
+        try:
+            snapshot(db, staged)
+            migrate(f"sqlite:///{staged}")
+            after = schema_revision(staged)
+            if after == head:
+                shutil.copymode(db, staged)
+                swap_in(staged, db)
+        finally:
+            staged.unlink(missing_ok=True)
+    if after != head:
+        left = before if uri.startswith("sqlite:") else after
+        raise BackupError(
+            f"the migration ended at schema revision {after!r}, not {head!r}; "
+            f"the registry was left at {left!r}"
+        )
+    return {**result, "migrated": True}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -434,9 +539,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-db", type=Path)
     p.add_argument("--artifacts", type=Path)
     p.add_argument("--force", action="store_true", help="replace a registry that holds data")
+    p.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="then migrate it to the installed MLflow's schema (an archive of an older release)",
+    )
 
     p = sub.add_parser("inspect", help="the schema revision and row counts of a registry")
     store(p)
+
+    p = sub.add_parser(
+        "upgrade", help="migrate a stopped registry to the installed MLflow's schema"
+    )
+    # from the environment by default: a database server's URI holds its password
+    p.add_argument(
+        "--backend-store-uri",
+        default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
+        help="the backend store (default: $MLFLOW_BACKEND_STORE_URI)",
+    )
     return main
 
 
@@ -461,8 +581,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         elif args.command == "restore":
-            manifest = restore(args)
-            print(json.dumps({"restored": str(args.archive), "counts": manifest["counts"]}))
+            print(json.dumps(restore_and_upgrade(args)))
+        elif args.command == "upgrade":
+            if not args.backend_store_uri:
+                raise BackupError(
+                    "--backend-store-uri: not given, and MLFLOW_BACKEND_STORE_URI is not set"
+                )
+            print(json.dumps(upgrade(args)))
         else:
             print(json.dumps(inspect(args)))
     except Refused as exc:
