@@ -1,5 +1,5 @@
 # Bare GCP instances for the MLOps stack. Terraform creates the network, the
-# firewall, the service accounts, the artifact bucket and the instances; every
+# firewall, the service accounts, the artifact and backup buckets and the instances; every
 # piece of software comes from Ansible (no startup script). The `role` label of
 # each instance is the Ansible group the GCP inventory (inventories/gcp/gcp.yml)
 # puts it in: mlflow, predictors, monitoring, gateway. Clients reach the model
@@ -52,6 +52,10 @@ locals {
     var.create_artifact_bucket ? "${var.project_id}-${var.name_prefix}-mlflow-artifacts" : ""
   )
   artifact_bucket_location = var.artifact_bucket_location != "" ? var.artifact_bucket_location : var.region
+  backup_bucket_name = (
+    var.backup_bucket_name != "" ? var.backup_bucket_name :
+    var.create_backup_bucket ? "${var.project_id}-${var.name_prefix}-mlflow-backups" : ""
+  )
 
   # One OS Login / IAP grant per (instance, principal) pair.
   login_grants = {
@@ -368,6 +372,60 @@ resource "google_storage_bucket_iam_member" "mlflow_artifacts" {
   count  = local.artifact_bucket_name != "" ? 1 : 0
   bucket = var.create_artifact_bucket ? google_storage_bucket.artifacts[0].name : local.artifact_bucket_name
   role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.mlflow.email}"
+}
+
+# ---------------------------------------------------------------- registry backups
+# The MLflow instance's backup timer copies each archive of the registry here
+# (mlflow_server_backup_upload_to), off the instance and its disks. The MLflow
+# service account may only add objects (roles/storage.objectCreator: no read,
+# no overwrite, no delete), so a compromised MLflow host cannot destroy the
+# backups it wrote. The lifecycle rule deletes archives after
+# backup_retention_days; an operator restores from here (docs/gcp.md).
+
+resource "google_storage_bucket" "backups" {
+  # checkov:skip=CKV_GCP_62: access logs would need a second bucket; Cloud Audit Logs (Data Access) are the documented way to audit this bucket
+  count                       = var.create_backup_bucket ? 1 : 0
+  name                        = local.backup_bucket_name
+  location                    = local.artifact_bucket_location
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.backup_bucket_force_destroy
+  labels                      = local.common_labels
+
+  # an archive deleted by hand stays recoverable for a day
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      age = var.backup_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 1
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # No length check as on the artifact bucket: the longest computed name,
+  # <project_id (30)>-<name_prefix (16)>-mlflow-backups, has 62 characters.
+}
+
+resource "google_storage_bucket_iam_member" "mlflow_backups" {
+  count  = local.backup_bucket_name != "" ? 1 : 0
+  bucket = var.create_backup_bucket ? google_storage_bucket.backups[0].name : local.backup_bucket_name
+  role   = "roles/storage.objectCreator"
   member = "serviceAccount:${google_service_account.mlflow.email}"
 }
 

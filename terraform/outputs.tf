@@ -33,6 +33,11 @@ output "artifact_bucket" {
   value       = local.artifact_bucket_name
 }
 
+output "backup_bucket" {
+  description = "GCS bucket for the registry's backup archives, empty when none. Export it as GCP_BACKUP_BUCKET for the GCP inventory."
+  value       = local.backup_bucket_name
+}
+
 output "mlflow_artifacts_destination" {
   description = "Value for mlflow_server_artifacts_destination, empty when there is no bucket."
   value       = local.artifact_bucket_name != "" ? "gs://${local.artifact_bucket_name}/mlflow-artifacts" : ""
@@ -62,6 +67,7 @@ output "inventory_environment" {
     GCP_ZONE            = var.zone
     GCP_STACK           = var.name_prefix
     GCP_ARTIFACT_BUCKET = local.artifact_bucket_name
+    GCP_BACKUP_BUCKET   = local.backup_bucket_name
     GCP_SSH_USER        = var.ssh_user
   }
 }

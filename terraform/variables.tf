@@ -262,6 +262,40 @@ variable "artifact_bucket_force_destroy" {
   default     = false
 }
 
+variable "create_backup_bucket" {
+  description = "Create a GCS bucket for the registry's backup archives. When false and backup_bucket_name is set, that existing bucket is used (and only granted)."
+  type        = bool
+  default     = true
+}
+
+variable "backup_bucket_name" {
+  description = "Name of the backup bucket. Empty: <project_id>-<name_prefix>-mlflow-backups when created, no bucket otherwise."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.backup_bucket_name == "" || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.backup_bucket_name))
+    error_message = "backup_bucket_name must be empty or a valid bucket name (3-63 lowercase letters, digits, dots, hyphens, underscores)."
+  }
+}
+
+variable "backup_retention_days" {
+  description = "Days a backup archive is kept in the backup bucket before the lifecycle rule deletes it."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.backup_retention_days >= 1 && floor(var.backup_retention_days) == var.backup_retention_days
+    error_message = "backup_retention_days must be a whole number of at least 1."
+  }
+}
+
+variable "backup_bucket_force_destroy" {
+  description = "Let `terraform destroy` delete the backup bucket with its archives. Off: the backups survive a destroy."
+  type        = bool
+  default     = false
+}
+
 variable "deletion_protection" {
   description = "Protect the instances from deletion (turn off before `terraform destroy`)."
   type        = bool

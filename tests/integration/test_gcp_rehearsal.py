@@ -40,6 +40,7 @@ LAB_VALUES = {
     "mlops_pip_no_index": True,
     "grafana_required": False,
     "mlflow_server_artifacts_destination": "/var/lib/mlflow/artifacts",
+    "mlflow_server_backup_upload_to": "",
     "mlflow_server_data_device": "",
 }
 
@@ -160,6 +161,7 @@ def rehearsal(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> d
         GCP_SSH_USER="ansible",
         GCP_SSH_PRIVATE_KEY_FILE=str(ROOT / ".work" / "ssh" / "id_ed25519"),
         GCP_ARTIFACT_BUCKET="rehearsal-bucket",
+        GCP_BACKUP_BUCKET="rehearsal-backups",
         ANSIBLE_INVENTORY_UNPARSED_FAILED="true",
         # fresh master connections and known hosts: nothing learnt over the
         # lab's own connections may help

@@ -199,6 +199,18 @@ def test_mlflow_uses_the_bucket_auth_and_grafana_is_required(tmp_path: Path) -> 
     assert destination == "gs://my-project-123-mlops-mlflow-artifacts/mlflow-artifacts"
 
 
+def test_backups_are_copied_to_the_backup_bucket_under_the_host_name(tmp_path: Path) -> None:
+    inv = constructed_inventory(tmp_path)
+    upload_to = host_var(
+        tmp_path,
+        inv,
+        "mlops-mlflow-1",
+        "mlflow_server_backup_upload_to",
+        GCP_BACKUP_BUCKET="my-project-123-mlops-mlflow-backups",
+    )
+    assert upload_to == "gs://my-project-123-mlops-mlflow-backups/mlops-mlflow-1"
+
+
 def test_backend_store_comes_from_vault_on_every_controller(tmp_path: Path) -> None:
     """The URI is the Vault file's, whatever one controller's environment says:
     a workstation and a CI runner converge the same backend."""

@@ -401,9 +401,9 @@ def test_service_accounts_hold_no_project_role() -> None:
 def test_mlflow_gets_object_user_not_object_admin() -> None:
     """MLflow creates, reads, lists and deletes artifacts: objectUser. objectAdmin
     would also let it change who may access them (object ACLs and IAM policies)."""
-    bucket_grants = resources("google_storage_bucket_iam_member")
-    assert bucket_grants, "the MLflow service account needs a grant on the artifact bucket"
-    assert {g["role"] for g in bucket_grants.values()} == {"roles/storage.objectUser"}
+    grant = resources("google_storage_bucket_iam_member")["mlflow_artifacts"]
+    assert grant["role"] == "roles/storage.objectUser"
+    assert "google_storage_bucket.artifacts" in grant["bucket"]
 
 
 def test_artifact_bucket_is_private_and_versioned() -> None:
@@ -411,6 +411,41 @@ def test_artifact_bucket_is_private_and_versioned() -> None:
     assert bucket["uniform_bucket_level_access"] is True
     assert bucket["public_access_prevention"] == "enforced"
     assert bucket["versioning"][0]["enabled"] is True
+
+
+def test_backup_bucket_is_private_and_expires_its_archives() -> None:
+    bucket = resources("google_storage_bucket")["backups"]
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"][0]["enabled"] is True
+    assert bucket["force_destroy"] == "${var.backup_bucket_force_destroy}"
+    rules = [
+        (
+            {k: v for k, v in rule["condition"][0].items() if k != "__is_block__"},
+            rule["action"][0]["type"],
+        )
+        for rule in bucket["lifecycle_rule"]
+    ]
+    # archives older than the retention go, and a replaced or deleted one a day later
+    assert ({"age": "${var.backup_retention_days}"}, "Delete") in rules, rules
+    assert ({"days_since_noncurrent_time": 1, "with_state": "ARCHIVED"}, "Delete") in rules, rules
+    assert len(rules) == 2, rules
+
+
+def test_only_mlflow_writes_backups_and_may_only_add_them() -> None:
+    """objectCreator: create objects, nothing else. A compromised MLflow host
+    can neither read the other archives nor overwrite or delete one."""
+    grants = {
+        name: grant
+        for name, grant in resources("google_storage_bucket_iam_member").items()
+        if "backup" in grant["bucket"]
+    }
+    assert list(grants) == ["mlflow_backups"], grants
+    grant = grants["mlflow_backups"]
+    assert grant["role"] == "roles/storage.objectCreator"
+    assert grant["member"] == "serviceAccount:${google_service_account.mlflow.email}"
+    assert not resources("google_storage_bucket_iam_binding")
+    assert not resources("google_storage_bucket_iam_policy")
 
 
 def test_backend_is_partial_gcs_and_nothing_secret_is_tracked() -> None:
@@ -781,6 +816,9 @@ def test_valid_variables_pass_validation(tmp_path: Path) -> None:
         ({"machine_types": '{gateway = "big one"}'}, "machine_types values"),
         ({"mlflow_data_disk_size_gb": "5"}, "mlflow_data_disk_size_gb must be"),
         ({"mlflow_data_disk_size_gb": "20.5"}, "mlflow_data_disk_size_gb must be"),
+        ({"backup_retention_days": "0"}, "backup_retention_days must be"),
+        ({"backup_retention_days": "7.5"}, "backup_retention_days must be"),
+        ({"backup_bucket_name": "Registry_Backups"}, "backup_bucket_name must be"),
     ],
 )
 def test_invalid_variables_are_rejected(

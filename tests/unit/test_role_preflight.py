@@ -43,6 +43,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
      "Refuse backup settings the units or the backup tool would only reject"),
     ("mlflow_server", {"mlflow_server_backup_dir": "/var/lib/mlflow/artifacts/backups"},
      "Refuse backup settings the units or the backup tool would only reject"),
+    ("mlflow_server", {"mlflow_server_backup_upload_to": "s3://registry-backups/mlflow-1"},
+     "Refuse backup settings the units or the backup tool would only reject"),
     ("gateway", {"gateway_stats_port": 8080}, "Refuse settings HAProxy would only reject"),
     ("prometheus", {"prometheus_storage_retention_time": "15 days"},
      "Refuse flags Prometheus would only reject"),

@@ -267,6 +267,17 @@ def backup(args: argparse.Namespace) -> Path:
             tar.addfile(info, io.BytesIO(data))
         # nothing named like a backup exists until the archive is complete
         os.replace(partial, final)
+    if args.upload_to is not None:
+        # a backup is good once it is off the host too: the time of the last
+        # good one is written only after the copy
+        try:
+            upload(final, args.upload_to)
+        except Exception as exc:
+            first = next(iter(str(exc).strip().splitlines()), "")
+            raise BackupError(
+                f"{final} was written, but its copy to {args.upload_to} failed: "
+                f"{type(exc).__name__}: {first}"
+            ) from exc
     for old in archives(dest)[: -args.keep]:
         old.unlink()
     if args.textfile is not None:
@@ -277,6 +288,26 @@ def backup(args: argparse.Namespace) -> Path:
             f"{METRIC} {now.timestamp():.3f}\n",
         )
     return final
+
+
+def gcs_location(url: str) -> tuple[str, str]:
+    """The bucket and the object name prefix of a ``gs://BUCKET[/PREFIX]`` URL."""
+    bucket, _, prefix = url.removeprefix("gs://").partition("/")
+    if not url.startswith("gs://") or not bucket:
+        raise BackupError(f"--upload-to: {url!r} is not a gs://BUCKET[/PREFIX] URL")
+    return bucket, prefix.strip("/")
+
+
+def upload(archive: Path, url: str) -> str:
+    """Copy an archive to GCS as PREFIX/NAME, never over an object of that name
+    (the MLflow service account may only create objects in the bucket)."""
+    from google.cloud import storage  # type: ignore[import-untyped]  # the MLflow venv's
+
+    bucket, prefix = gcs_location(url)
+    name = f"{prefix}/{archive.name}" if prefix else archive.name
+    blob = storage.Client().bucket(bucket).blob(name)
+    blob.upload_from_filename(str(archive), if_generation_match=0, checksum="crc32c")
+    return f"gs://{bucket}/{name}"
 
 
 def safe_member(name: str) -> bool:
@@ -529,6 +560,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", type=Path, required=True, help="folder of the archives")
     p.add_argument("--keep", type=int, default=7, help="how many archives to keep (>= 1)")
     p.add_argument("--textfile", type=Path, help="write the time of this good backup here")
+    p.add_argument(
+        "--upload-to", help="also copy the archive to gs://BUCKET[/PREFIX] (Google Cloud Storage)"
+    )
 
     p = sub.add_parser("verify", help="check every file of an archive against its manifest")
     p.add_argument("archive", type=Path)
@@ -569,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "backup":
             if args.keep < 1:
                 raise BackupError("--keep: must be at least 1")
+            if args.upload_to is not None:
+                gcs_location(args.upload_to)
             print(backup(args))
         elif args.command == "verify":
             manifest = read_archive(args.archive)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,6 +79,13 @@ def test_the_units_render_the_sandbox_with_their_own_settings(tmp_path: Path):
         "python": ROLES / "python_service/templates/service.unit.j2",
         "backup": ROLES / "mlflow_server/templates/mlflow-backup.service.j2",
     }
+    # name: (template, variables of that render only)
+    renders: dict[str, tuple[Path, dict[str, Any]]] = {
+        name: (path, {}) for name, path in templates.items()
+    }
+    # the backup unit of a host that keeps its archives, and of one that copies them to GCS
+    renders["backup"] = (templates["backup"], {"__mlflow_server_backup_uploads": False})
+    renders["backup_upload"] = (templates["backup"], {"__mlflow_server_backup_uploads": True})
     playbook = tmp_path / "render.yml"
     playbook.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
@@ -85,7 +93,8 @@ def test_the_units_render_the_sandbox_with_their_own_settings(tmp_path: Path):
             f"    - ansible.builtin.copy:\n"
             f"        dest: {tmp_path / name}\n"
             f"        content: \"{{{{ lookup('ansible.builtin.template', '{path}') }}}}\"\n"
-            for name, path in templates.items()
+            f"      vars: {json.dumps(task_vars)}\n"
+            for name, (path, task_vars) in renders.items()
         )
     )
     variables = {
@@ -134,4 +143,12 @@ def test_the_units_render_the_sandbox_with_their_own_settings(tmp_path: Path):
     expected = {(k, v) for k, v in base if k != "RestrictAddressFamilies"}
     assert {(k, v) for k, v in backup if k in in_base} == expected | {
         ("RestrictAddressFamilies", "AF_UNIX")
+    }
+    # the copy to GCS needs the network, and nothing else changes
+    upload = dict(directives((tmp_path / "backup_upload").read_text()))
+    assert upload["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6"
+    assert upload["PrivateNetwork"] == "no"
+    network = ("RestrictAddressFamilies", "PrivateNetwork")
+    assert {k: v for k, v in upload.items() if k not in network} == {
+        k: v for k, v in backup if k not in network
     }
