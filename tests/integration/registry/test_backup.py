@@ -9,8 +9,6 @@ import json
 import shutil
 import sqlite3
 import stat
-import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -19,22 +17,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.backup_tool import run_tool as tool
 from tests.support.mlflow_server import MlflowServer
 from tests.support.serving import register_version, set_alias, strong_forest, weak_stump
 
-ROOT = Path(__file__).resolve().parents[3]
-TOOL = (
-    ROOT / "collections/ansible_collections/mlops/stack/roles/mlflow_server/files/mlflow_backup.py"
-)
 EXPERIMENT = "backup-proof"
 MODEL = "backup-iris"
 WRITER_METRIC = "written_during_backup"
-
-
-def tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True, timeout=300
-    )
 
 
 def store_args(root: Path) -> list[str]:

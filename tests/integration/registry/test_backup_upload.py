@@ -21,13 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.backup_tool import run_tool
 from tests.support.net import free_port, wait_http
 from tests.support.process import stop_group
 
-ROOT = Path(__file__).resolve().parents[3]
-TOOL = (
-    ROOT / "collections/ansible_collections/mlops/stack/roles/mlflow_server/files/mlflow_backup.py"
-)
 BUCKET = "registry-backups"
 
 
@@ -67,16 +64,13 @@ def bucket_objects(gcs: str) -> dict[str, bytes]:
 def backup(
     registry: Path, upload_to: str, gcs: str, keep: int = 7
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable, str(TOOL), "backup",
-            "--backend-store-uri", f"sqlite:///{registry / 'mlflow.db'}",
-            "--dest", str(registry / "backups"), "--keep", str(keep),
-            "--textfile", str(registry / "backup.prom"),
-            "--upload-to", upload_to,
-        ],
+    return run_tool(
+        "backup",
+        "--backend-store-uri", f"sqlite:///{registry / 'mlflow.db'}",
+        "--dest", registry / "backups", "--keep", str(keep),
+        "--textfile", registry / "backup.prom",
+        "--upload-to", upload_to,
         env=dict(os.environ, STORAGE_EMULATOR_HOST=gcs),
-        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
 

@@ -13,31 +13,20 @@ import hashlib
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.backup_tool import run_tool as tool
 from tests.support.mlflow_server import MlflowServer
 from tests.support.serving import register_version, set_alias, strong_forest, weak_stump
 
-ROOT = Path(__file__).resolve().parents[3]
-TOOL = (
-    ROOT / "collections/ansible_collections/mlops/stack/roles/mlflow_server/files/mlflow_backup.py"
-)
 MODEL = "upgrade-iris"
 # the newest schema revision of MLflow 3.16 (requirements-upgrade-from.txt)
 OLDER_SCHEMA = "b7e2c1a4d9f3"
 # a table the migrations after OLDER_SCHEMA create: planted first, it makes them fail
 CREATED_BY_THE_MIGRATION = "job_locks"
-
-
-def tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True, timeout=300
-    )
 
 
 def sha256(path: Path) -> str:
