@@ -1,17 +1,18 @@
 """Back up, verify, restore and upgrade an MLflow registry.
 
-One archive (``mlflow-<UTC time>.tar.gz``) holds the SQLite backend store and
-the basic-auth accounts, both copied through SQLite's online backup (a
-consistent snapshot, never a file copy of a live database), the local
-artifact store, and a manifest: the MLflow version, the schema revision, the
-number of experiments, runs, models, versions and aliases, and the SHA-256 of
-every file. ``verify`` and ``restore`` check every file against the manifest
+One archive (``mlflow-<UTC time>.tar.gz``) holds the backend store (SQLite
+through SQLite's online backup, a consistent snapshot and never a file copy
+of a live database; PostgreSQL through ``pg_dump`` in custom format), the
+basic-auth accounts (SQLite's online backup), the local artifact store, and a
+manifest: the MLflow version, the schema revision, the number of
+experiments, runs, models, versions and aliases, and the SHA-256 of every
+file. ``verify`` and ``restore`` check every file against the manifest
 before anything is changed. ``upgrade`` migrates the backend store's schema
 to the installed MLflow's (``mlflow db upgrade``), a SQLite one on a copy that
 replaces it only once the migration worked.
 
-Standard library only, but for ``upgrade``: the role runs it with the MLflow
-venv's Python (to read the installed MLflow version), the controller with its
+Standard library only, but for PostgreSQL and ``upgrade``: the role runs it
+with the MLflow venv's Python (SQLAlchemy, MLflow), the controller with its
 own python3 to verify an archive before it is sent anywhere.
 """
 
@@ -24,8 +25,10 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -38,6 +41,7 @@ from typing import IO, Any
 FORMAT = 1
 MANIFEST = "manifest.json"
 REGISTRY_DB = "registry/mlflow.db"
+REGISTRY_PGDUMP = "registry/mlflow.pgdump"
 AUTH_DB = "registry/basic_auth.db"
 ARTIFACTS = "artifacts"
 ARCHIVE_PREFIX = "mlflow-"
@@ -70,14 +74,18 @@ class Refused(BackupError):
     """The target holds data and --force was not given."""
 
 
+def is_postgres(uri: str) -> bool:
+    return re.match(r"postgres(ql)?(\+\w+)?://", uri) is not None
+
+
 def sqlite_path(uri: str) -> Path:
     """The file of a ``sqlite:///`` backend store URI (MLflow's spelling)."""
     prefix = "sqlite:///"
     if not uri.startswith(prefix):
         scheme = uri.split(":", 1)[0]
         raise BackupError(
-            f"--backend-store-uri: only a SQLite backend store (sqlite:///PATH) can be "
-            f"backed up by this tool, not {scheme!r}"
+            f"--backend-store-uri: only a SQLite (sqlite:///PATH) or PostgreSQL backend store "
+            f"can be backed up by this tool, not {scheme!r}"
         )
     # sqlite:////var/lib/mlflow/mlflow.db is an absolute path, sqlite:///mlflow.db a relative one
     return Path(uri[len(prefix) :])
@@ -133,7 +141,7 @@ def mlflow_version() -> str | None:
     return None
 
 
-def holds_data(db: Path, artifacts: Path | None) -> list[str]:
+def holds_data(uri: str, artifacts: Path | None) -> list[str]:
     """What in the target registry a restore would lose.
 
     Runs, model versions, tags, a model's description and artifact files are
@@ -142,12 +150,18 @@ def holds_data(db: Path, artifacts: Path | None) -> list[str]:
     rebuilt after a disaster holds them before its restore.
     """
     found = []
-    if db.is_file():
-        counts = table_counts(db)
+    contents: tuple[dict[str, int], int] | None = None
+    if is_postgres(uri):
+        counts, described, _ = with_postgres(uri, postgres_contents)
+        contents = counts, described
+    elif sqlite_path(uri).is_file():
+        db = sqlite_path(uri)
+        contents = table_counts(db), registered_models_with_a_description(db)
+    if contents is not None:
+        counts, described = contents
         for table in ("runs", "model_versions", "experiment_tags", "registered_model_tags"):
             if counts.get(table, 0):
                 found.append(f"{counts[table]} {table.replace('_', ' ')}")
-        described = registered_models_with_a_description(db)
         if described:
             found.append(f"{described} registered models with a description")
     if artifacts is not None and artifacts.is_dir() and any(artifacts.iterdir()):
@@ -166,6 +180,112 @@ def registered_models_with_a_description(db: Path) -> int:
     finally:
         con.close()
     return int(row[0])
+
+
+def libpq_environment(uri: str) -> dict[str, str]:
+    """A PostgreSQL URI as libpq's variables, for pg_dump and pg_restore: the
+    password stays off their command lines."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    query = {key: str(value) for key, value in url.query.items()}
+    env = {
+        "PGHOST": query.get("host", url.host or ""),
+        "PGPORT": str(url.port or ""),
+        "PGUSER": url.username or "",
+        "PGPASSWORD": url.password or "",
+        "PGDATABASE": url.database or "",
+        "PGSSLMODE": query.get("sslmode", ""),
+        "PGSSLROOTCERT": query.get("sslrootcert", ""),
+    }
+    return {name: value for name, value in env.items() if value}
+
+
+def run_libpq_tool(argv: list[str], uri: str) -> None:
+    """pg_dump or pg_restore against the store; its last error line on failure."""
+    try:
+        done = subprocess.run(
+            argv,
+            env={**os.environ, **libpq_environment(uri)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise BackupError(
+            f"{argv[0]} is not installed: a PostgreSQL store needs the PostgreSQL client "
+            "(Debian: postgresql-client) at least as new as the server"
+        ) from exc
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise BackupError(f"{argv[0]} failed (exit {done.returncode}): {last}")
+
+
+def postgres_contents(con: Any) -> tuple[dict[str, int], int, str | None]:
+    """Row counts of COUNTED_TABLES, models with a description and the schema
+    revision, read through one SQLAlchemy connection."""
+    import sqlalchemy
+
+    present = set(sqlalchemy.inspect(con).get_table_names())
+    counts = {
+        table: int(
+            con.execute(sqlalchemy.text(f'SELECT COUNT(*) FROM "{table}"')).scalar_one()  # noqa: S608 (fixed names)
+        )
+        for table in COUNTED_TABLES
+        if table in present
+    }
+    described = 0
+    if "registered_models" in present:
+        described = int(
+            con.execute(
+                sqlalchemy.text(
+                    "SELECT COUNT(*) FROM registered_models WHERE COALESCE(description, '') != ''"
+                )
+            ).scalar_one()
+        )
+    revision = None
+    if "alembic_version" in present:
+        revision = con.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
+    return counts, described, revision
+
+
+def with_postgres(uri: str, read: Any) -> Any:
+    """``read(connection)`` on the store, its errors as BackupError."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        with engine.connect() as con:
+            return read(con)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        first = next(iter(str(exc).strip().splitlines()), "")
+        raise BackupError(
+            f"the backend store cannot be read: {type(exc).__name__}: {first}"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+def dump_postgres(uri: str, target: Path) -> tuple[dict[str, int], str | None]:
+    """pg_dump in custom format while MLflow serves, and the manifest's counts
+    read in the very snapshot pg_dump copies (one state of the registry)."""
+    import sqlalchemy
+
+    def dump(con: Any) -> tuple[dict[str, int], str | None]:
+        con.execute(sqlalchemy.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        snapshot_id = con.execute(sqlalchemy.text("SELECT pg_export_snapshot()")).scalar_one()
+        counts, _, revision = postgres_contents(con)
+        # the exporting transaction stays open until pg_dump is done with its snapshot
+        run_libpq_tool(
+            ["pg_dump", "--format=custom", "--no-owner", "--no-privileges",
+             f"--snapshot={snapshot_id}", f"--file={target}"],
+            uri,
+        )  # fmt: skip
+        con.rollback()
+        return counts, revision
+
+    result: tuple[dict[str, int], str | None] = with_postgres(uri, dump)
+    return result
 
 
 class HashingReader(io.RawIOBase):
@@ -225,7 +345,9 @@ def archives(dest: Path) -> list[Path]:
 
 
 def backup(args: argparse.Namespace) -> Path:
-    db = sqlite_path(args.backend_store_uri)
+    uri: str = args.backend_store_uri
+    postgres = is_postgres(uri)
+    db = None if postgres else sqlite_path(uri)
     dest: Path = args.dest
     if not dest.is_dir():
         raise BackupError(f"--dest: {dest} is not a directory")
@@ -235,13 +357,19 @@ def backup(args: argparse.Namespace) -> Path:
     final = dest / archive_name(now)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".backup-") as work_dir:
         work = Path(work_dir)
-        snapshot(db, work / "mlflow.db")
+        if db is None:
+            counts, revision = dump_postgres(uri, work / "mlflow.pgdump")
+            registry, member = work / "mlflow.pgdump", REGISTRY_PGDUMP
+        else:
+            snapshot(db, work / "mlflow.db")
+            counts, revision = table_counts(work / "mlflow.db"), schema_revision(work / "mlflow.db")
+            registry, member = work / "mlflow.db", REGISTRY_DB
         if args.auth_db is not None:
             snapshot(args.auth_db, work / "basic_auth.db")
         files: dict[str, str] = {}
         partial = work / final.name
         with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
-            files[REGISTRY_DB] = add_file(tar, work / "mlflow.db", REGISTRY_DB)
+            files[member] = add_file(tar, registry, member)
             if args.auth_db is not None:
                 files[AUTH_DB] = add_file(tar, work / "basic_auth.db", AUTH_DB)
             if args.artifacts is not None:
@@ -254,8 +382,9 @@ def backup(args: argparse.Namespace) -> Path:
                 "format": FORMAT,
                 "created": now.isoformat(timespec="seconds"),
                 "mlflow_version": mlflow_version(),
-                "schema_revision": schema_revision(work / "mlflow.db"),
-                "counts": table_counts(work / "mlflow.db"),
+                "backend": "postgresql" if postgres else "sqlite",
+                "schema_revision": revision,
+                "counts": counts,
                 "artifacts": args.artifacts is not None,
                 "files": files,
             }
@@ -372,8 +501,8 @@ def read_archive(archive: Path, extract_to: Path | None = None) -> dict[str, Any
     unlisted = sorted(set(seen) - set(expected))
     if unlisted:
         raise BackupError(f"{archive}: {unlisted[0]} is not in the manifest")
-    if REGISTRY_DB not in expected:
-        raise BackupError(f"{archive}: the manifest lists no {REGISTRY_DB}")
+    if REGISTRY_DB not in expected and REGISTRY_PGDUMP not in expected:
+        raise BackupError(f"{archive}: the manifest lists no {REGISTRY_DB} or {REGISTRY_PGDUMP}")
     return manifest
 
 
@@ -399,9 +528,17 @@ def swap_in(staged: Path, target: Path) -> None:
 
 
 def restore(args: argparse.Namespace) -> dict[str, Any]:
-    db = sqlite_path(args.backend_store_uri)
+    uri: str = args.backend_store_uri
+    postgres = is_postgres(uri)
+    db = None if postgres else sqlite_path(uri)
     # everything is checked before the target is touched
     manifest = read_archive(args.archive)
+    member = REGISTRY_PGDUMP if postgres else REGISTRY_DB
+    if member not in manifest["files"]:
+        raise BackupError(
+            f"{args.archive}: the archive holds a {'SQLite' if postgres else 'PostgreSQL'} "
+            f"registry, the target is {'PostgreSQL' if postgres else 'SQLite'}"
+        )
     if args.auth_db is not None and AUTH_DB not in manifest["files"]:
         raise BackupError(
             f"{args.archive}: --auth-db given, but the archive holds no accounts database"
@@ -410,14 +547,16 @@ def restore(args: argparse.Namespace) -> dict[str, Any]:
         raise BackupError(
             f"{args.archive}: --artifacts given, but the archive holds no artifact store"
         )
-    found = holds_data(db, args.artifacts)
+    found = holds_data(uri, args.artifacts)
     if found and not args.force:
+        where = "in PostgreSQL" if db is None else f"at {db}"
         raise Refused(
-            f"the registry at {db} holds data ({', '.join(found)}); restoring would replace it. "
+            f"the registry {where} holds data ({', '.join(found)}); restoring would replace it. "
             "Restore anyway with --force (restore.yml: -e restore_force=true)"
         )
     # staged next to the targets, so that each swap is a rename on one filesystem
-    with tempfile.TemporaryDirectory(dir=db.parent, prefix=".restore-") as work_dir:
+    staging = args.archive.parent if db is None else db.parent
+    with tempfile.TemporaryDirectory(dir=staging, prefix=".restore-") as work_dir:
         work = Path(work_dir)
         read_archive(args.archive, extract_to=work)
         if args.artifacts is not None:
@@ -432,7 +571,17 @@ def restore(args: argparse.Namespace) -> dict[str, Any]:
                 staged_artifacts.parent.rmdir()
         if args.auth_db is not None:
             swap_in(work / AUTH_DB, args.auth_db)
-        swap_in(work / REGISTRY_DB, db)
+        if db is None:
+            # one transaction: a failure leaves the database as it was
+            run_libpq_tool(
+                ["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-privileges",
+                 "--single-transaction", "--exit-on-error",
+                 f"--dbname={libpq_environment(uri).get('PGDATABASE', '')}",
+                 str(work / REGISTRY_PGDUMP)],
+                uri,
+            )  # fmt: skip
+        else:
+            swap_in(work / REGISTRY_DB, db)
     return manifest
 
 
@@ -464,19 +613,8 @@ def store_revision(uri: str) -> str | None:
     if uri.startswith("sqlite:"):
         db = sqlite_path(uri)
         return schema_revision(db) if db.is_file() else None
-    import sqlalchemy  # the MLflow venv's: a database server's store
-
-    engine = sqlalchemy.create_engine(uri)
-    try:
-        with engine.connect() as con:
-            if not sqlalchemy.inspect(con).has_table("alembic_version"):
-                return None
-            row = con.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).first()
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise BackupError(f"the backend store cannot be read: {type(exc).__name__}: {exc}") from exc
-    finally:
-        engine.dispose()
-    return row[0] if row else None
+    revision: str | None = with_postgres(uri, lambda con: postgres_contents(con)[2])
+    return revision
 
 
 def installed_head() -> str:
@@ -551,7 +689,12 @@ def parser() -> argparse.ArgumentParser:
     sub = main.add_subparsers(dest="command", required=True)
 
     def store(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--backend-store-uri", required=True, help="sqlite:///PATH of the registry")
+        # from the environment by default: a database server's URI holds its password
+        p.add_argument(
+            "--backend-store-uri",
+            default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
+            help="sqlite:///PATH or postgresql://... (default: $MLFLOW_BACKEND_STORE_URI)",
+        )
 
     p = sub.add_parser("backup", help="write a new archive while MLflow serves")
     store(p)
@@ -585,12 +728,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "upgrade", help="migrate a stopped registry to the installed MLflow's schema"
     )
-    # from the environment by default: a database server's URI holds its password
-    p.add_argument(
-        "--backend-store-uri",
-        default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
-        help="the backend store (default: $MLFLOW_BACKEND_STORE_URI)",
-    )
+    store(p)
     return main
 
 
@@ -600,6 +738,10 @@ def main(argv: list[str] | None = None) -> int:
     # a restored database or artifact is never readable by other users.
     os.umask(0o027)
     try:
+        if args.command != "verify" and not args.backend_store_uri:
+            raise BackupError(
+                "--backend-store-uri: not given, and MLFLOW_BACKEND_STORE_URI is not set"
+            )
         if args.command == "backup":
             if args.keep < 1:
                 raise BackupError("--keep: must be at least 1")
@@ -619,10 +761,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "restore":
             print(json.dumps(restore_and_upgrade(args)))
         elif args.command == "upgrade":
-            if not args.backend_store_uri:
-                raise BackupError(
-                    "--backend-store-uri: not given, and MLFLOW_BACKEND_STORE_URI is not set"
-                )
             print(json.dumps(upgrade(args)))
         else:
             print(json.dumps(inspect(args)))

@@ -84,8 +84,14 @@ def test_the_units_render_the_sandbox_with_their_own_settings(tmp_path: Path):
         name: (path, {}) for name, path in templates.items()
     }
     # the backup unit of a host that keeps its archives, and of one that copies them to GCS
-    renders["backup"] = (templates["backup"], {"__mlflow_server_backup_uploads": False})
-    renders["backup_upload"] = (templates["backup"], {"__mlflow_server_backup_uploads": True})
+    renders["backup"] = (
+        templates["backup"],
+        {"__mlflow_server_backup_network": False, "__mlflow_server_is_postgres": False},
+    )
+    renders["backup_upload"] = (
+        templates["backup"],
+        {"__mlflow_server_backup_network": True, "__mlflow_server_is_postgres": False},
+    )
     playbook = tmp_path / "render.yml"
     playbook.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
