@@ -24,7 +24,7 @@ from tests.support.serving import register_version, set_alias, strong_forest, we
 
 MODEL = "upgrade-iris"
 # the newest schema revision of MLflow 3.16 (requirements-upgrade-from.txt)
-OLDER_SCHEMA = "b7e2c1a4d9f3"
+OLDER_SCHEMA = "b7e2c1a4d9f3"  # pragma: allowlist secret (an alembic revision)
 # a table the migrations after OLDER_SCHEMA create: planted first, it makes them fail
 CREATED_BY_THE_MIGRATION = "job_locks"
 

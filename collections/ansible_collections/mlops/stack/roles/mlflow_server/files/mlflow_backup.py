@@ -152,7 +152,7 @@ def holds_data(uri: str, artifacts: Path | None) -> list[str]:
     found = []
     contents: tuple[dict[str, int], int] | None = None
     if is_postgres(uri):
-        counts, described, _ = with_postgres(uri, postgres_contents)
+        counts, described, _revision = with_postgres(uri, postgres_contents)
         contents = counts, described
     elif sqlite_path(uri).is_file():
         db = sqlite_path(uri)
@@ -274,7 +274,7 @@ def dump_postgres(uri: str, target: Path) -> tuple[dict[str, int], str | None]:
     def dump(con: Any) -> tuple[dict[str, int], str | None]:
         con.execute(sqlalchemy.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         snapshot_id = con.execute(sqlalchemy.text("SELECT pg_export_snapshot()")).scalar_one()
-        counts, _, revision = postgres_contents(con)
+        counts, _described, revision = postgres_contents(con)
         # the exporting transaction stays open until pg_dump is done with its snapshot
         run_libpq_tool(
             ["pg_dump", "--format=custom", "--no-owner", "--no-privileges",
@@ -421,7 +421,7 @@ def backup(args: argparse.Namespace) -> Path:
 
 def gcs_location(url: str) -> tuple[str, str]:
     """The bucket and the object name prefix of a ``gs://BUCKET[/PREFIX]`` URL."""
-    bucket, _, prefix = url.removeprefix("gs://").partition("/")
+    bucket, _slash, prefix = url.removeprefix("gs://").partition("/")
     if not url.startswith("gs://") or not bucket:
         raise BackupError(f"--upload-to: {url!r} is not a gs://BUCKET[/PREFIX] URL")
     return bucket, prefix.strip("/")

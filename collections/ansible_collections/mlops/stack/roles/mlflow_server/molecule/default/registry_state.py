@@ -32,7 +32,7 @@ def write(client: MlflowClient) -> None:
         mlflow.log_artifacts(str(payload.parent), artifact_path="model")
     client.create_registered_model(MODEL, description="registered by the older release")
     client.set_registered_model_tag(MODEL, "owner", "molecule")
-    for _ in range(2):
+    for _version in range(2):
         version = client.create_model_version(
             MODEL, f"runs:/{run.info.run_id}/model", run.info.run_id
         )
