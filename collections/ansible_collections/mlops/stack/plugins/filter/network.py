@@ -7,10 +7,12 @@ node_address: where the other hosts reach an inventory host.
 probe_host: where a service that listens on a given address answers from its own host,
 ready to put in a URL (IPv6 in brackets).
 listen_host / listen_port: the two halves of a HOST:PORT listen address.
+subject_alt_names: a certificate's names as subjectAltName entries (IP: or DNS:).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -54,6 +56,20 @@ def probe_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def subject_alt_names(names: list[str]) -> list[str]:
+    """``IP:addr`` for an IP address, ``DNS:name`` for anything else; duplicates dropped."""
+    entries: list[str] = []
+    for name in names:
+        text = str(name).strip().strip("[]")
+        try:
+            entry = f"IP:{ipaddress.ip_address(text)}"
+        except ValueError:
+            entry = f"DNS:{text}"
+        if entry not in entries:
+            entries.append(entry)
+    return entries
+
+
 class FilterModule:
     """Network address filters of mlops.stack."""
 
@@ -63,4 +79,5 @@ class FilterModule:
             "listen_host": listen_host,
             "listen_port": listen_port,
             "probe_host": probe_host,
+            "subject_alt_names": subject_alt_names,
         }

@@ -86,3 +86,14 @@ def test_the_filters_work_in_a_template(tmp_path: Path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     assert result["msg"] == ["10.0.0.2", "[fd00::1]", 9100]
+
+
+def test_subject_alt_names_types_each_name_and_drops_duplicates() -> None:
+    names = ["gateway-1", "10.0.0.7", "[fd00::7]", "localhost", "127.0.0.1", "10.0.0.7"]
+    assert network.subject_alt_names(names) == [
+        "DNS:gateway-1",
+        "IP:10.0.0.7",
+        "IP:fd00::7",
+        "DNS:localhost",
+        "IP:127.0.0.1",
+    ]
