@@ -22,13 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.lab_http import get_json, post_json, prom_query, wait_until
+from tests.support.lab_http import get_json, post_gateway, prom_query, wait_until
 
 from .conftest import Stack, ansible_playbook
 
 pytestmark = pytest.mark.nodes
 
-GATEWAY = "http://127.0.0.1:8080"
 PROMETHEUS = "http://127.0.0.1:9090"
 PREDICTORS = ("http://127.0.0.1:5001", "http://127.0.0.1:5002")
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -87,7 +86,7 @@ class Traffic:
             for row in batch:
                 row[column] += self.shift
             try:
-                status, body = post_json(f"{GATEWAY}/predict", {"instances": batch})
+                status, body = post_gateway("/predict", {"instances": batch})
             except OSError as exc:
                 self.failures.append(repr(exc))
                 continue

@@ -149,6 +149,13 @@ def rehearsal(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> d
         )
     }
     vault["vault_mlflow_backend_store_uri"] = "sqlite:////var/lib/mlflow/mlflow.db"
+    # the gateway's certificate and keys as a user brings them: the lab's own
+    gateway_key = (credentials / "gateway-client-key").read_text().strip()
+    client = {"name": "default", "key": gateway_key, "rate_limit": 1000}
+    vault["vault_gateway_client_keys"] = [client]
+    for part, suffix in (("certificate", "crt"), ("private_key", "key")):
+        pem = (credentials / "tls" / f"gateway-1.{suffix}").read_text()
+        vault[f"vault_gateway_tls_{part}"] = pem
     (work / "vault.yml").write_text(yaml.safe_dump(vault))
     (work / "lab_values.yml").write_text(yaml.safe_dump(LAB_VALUES))
 

@@ -26,13 +26,12 @@ import pytest
 from mlops_model.serving.checks import check_rows
 
 from tests.support.clients_venv import ClientsVenv, ensure
-from tests.support.lab_http import IRIS_ROWS, post_json
+from tests.support.lab_http import CREDENTIALS, GATEWAY, IRIS_ROWS, gateway_headers, post_gateway
 
 from .conftest import ROOT, Stack
 
 pytestmark = pytest.mark.nodes
 
-GATEWAY = "http://127.0.0.1:8080"
 DRIVER = ROOT / "tests" / "support" / "v2_clients.py"
 CLIENTS = ("tritonclient", "kserve")
 # the Iris rows of the other lab tests, then random in-range rows rounded like real input
@@ -68,7 +67,7 @@ def predicted(local_stack: Stack) -> dict[str, dict[str, Any]]:
     """``/predict``'s answer through the gateway for each case's rows."""
     answers = {}
     for name, rows in CASES.items():
-        status, body = post_json(f"{GATEWAY}/predict", {"instances": rows})
+        status, body = post_gateway("/predict", {"instances": rows})
         assert status == 200, body
         answers[name] = body
     return answers
@@ -80,7 +79,13 @@ def driven(
 ) -> dict[str, Any]:
     """What each client read from the gateway (one run of the driver for all tests)."""
     model = predicted["one"]["model"]["name"]
-    job = {"url": GATEWAY, "model": model, "headers": {}, "ca": None, "cases": CASES}
+    job = {
+        "url": GATEWAY,
+        "model": model,
+        "headers": gateway_headers(),
+        "ca": str(CREDENTIALS / "ca.crt"),
+        "cases": CASES,
+    }
     proc = subprocess.run(
         [str(clients_venv.python), str(DRIVER)],
         input=json.dumps(job),

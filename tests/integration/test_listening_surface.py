@@ -22,7 +22,7 @@ ALLOWED_TCP: dict[str, dict[int, str]] = {
     "mlflow": {5000: "MLflow tracking server", 5005: "MLflow metrics listener"},
     "predictors": {5001: "predictor (gunicorn)"},
     "monitoring": {9090: "Prometheus", 3000: "Grafana"},
-    "gateway": {8080: "gateway (HAProxy)", 8404: "gateway stats and metrics"},
+    "gateway": {443: "gateway (HAProxy, HTTPS)", 8404: "gateway stats and metrics"},
 }
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 

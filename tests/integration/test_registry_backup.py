@@ -10,14 +10,13 @@ import time
 import pytest
 
 from tests.support.lab_http import get_json, prom_query, wait_until
-from tests.support.load import Load
+from tests.support.load import gateway_load
 from tests.support.registry_state import mlflow_call, registry_dump
 
 from .conftest import ROOT, Stack, ansible_playbook
 
 pytestmark = pytest.mark.nodes
 
-GATEWAY = "http://127.0.0.1:8080"
 BACKUP_METRIC = "mlflow_registry_backup_last_success_timestamp_seconds"
 
 
@@ -45,9 +44,7 @@ def test_restore_refuses_then_gives_back_the_registry_while_predictions_flow(
     changed = registry_dump()
     assert changed != at_backup
 
-    with Load(
-        f"{GATEWAY}/predict", expected_versions={serving}, rate=20, duration=600, threads=8
-    ) as load:
+    with gateway_load(expected_versions={serving}, rate=20, duration=600, threads=8) as load:
         refused = ansible_playbook("playbooks/restore.yml", check=False)
         assert refused.failed.get("mlflow-1"), refused.output[-3000:]
         assert "Restore refused" in refused.output

@@ -1,7 +1,8 @@
 """One endpoint and safe rollouts, end to end on the local stack.
 
-Everything goes through the gateway (HAProxy on gateway-1, 127.0.0.1:8080)
-while a bounded load generator (tests/support/load.py, 40 requests/s) runs.
+Everything goes through the gateway (HAProxy on gateway-1, https://127.0.0.1:8443,
+with the lab's client key) while a bounded load generator (tests/support/load.py,
+40 requests/s) runs.
 Every phase checks every answer (200, one prediction per row, from a model
 version expected in that phase), that the requests went out on schedule, that
 no load thread died, and the latency (p99 and max):
@@ -51,18 +52,18 @@ from tests.support.lab_http import (
     MLFLOW,
     get_json,
     mlflow_auth,
+    post_gateway,
     post_json,
     prom_query,
     wait_until,
 )
-from tests.support.load import Load, LoadResult
+from tests.support.load import LoadResult, gateway_load
 from tests.support.registry_state import registry_dump
 
 from .conftest import ROOT, Recap, Stack, ansible_playbook, podman_exec
 
 pytestmark = pytest.mark.nodes
 
-GATEWAY = "http://127.0.0.1:8080"
 PROMETHEUS = "http://127.0.0.1:9090"
 PREDICTORS = {"predictor-1": "http://127.0.0.1:5001", "predictor-2": "http://127.0.0.1:5002"}
 RATE = 40.0
@@ -112,7 +113,7 @@ def ready(base: str) -> bool:
 
 def gateway_answers() -> bool:
     try:
-        return post_json(f"{GATEWAY}/predict", {"instances": IRIS_ROWS})[0] == 200
+        return post_gateway("/predict", {"instances": IRIS_ROWS})[0] == 200
     except (OSError, ValueError):
         return False
 
@@ -220,8 +221,7 @@ def under_load(
     Every 200 must come from one of ``versions``; once ``action()`` has
     returned, from one of ``settled`` (default: ``versions``).
     """
-    with Load(
-        f"{GATEWAY}/predict",
+    with gateway_load(
         expected_versions=versions,
         rate=rate,
         duration=duration,
@@ -319,7 +319,7 @@ def promote(report: RolloutReport, phase: str, version: str) -> None:
 
 def test_predictions_through_the_gateway(local_stack: Stack):
     for _ in range(10):
-        status, body = post_json(f"{GATEWAY}/predict", {"instances": IRIS_ROWS})
+        status, body = post_gateway("/predict", {"instances": IRIS_ROWS})
         assert status == 200, body
         assert body["predictions"] == ["setosa", "versicolor", "virginica"]
         assert body["model"]["alias"] == "champion"

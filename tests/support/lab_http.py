@@ -1,10 +1,13 @@
 """HTTP helpers for the end-to-end tests against the lab stack (loopback only):
-MLflow accounts, JSON requests, Prometheus queries, polling."""
+MLflow accounts, the gateway's client key and CA, JSON requests, Prometheus
+queries, polling."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -15,6 +18,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 MLFLOW = "http://127.0.0.1:5000"
+# The gateway: HTTPS only, with the lab's client key, its certificate from the lab CA.
+GATEWAY = "https://127.0.0.1:8443"
+CREDENTIALS = ROOT / "credentials"
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.8, 3.0, 5.9, 2.3]]
 
@@ -26,6 +32,21 @@ def mlflow_auth(account: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
+def gateway_key() -> str:
+    """The lab's client key (credentials/gateway-client-key, the key alone on one line)."""
+    return (CREDENTIALS / "gateway-client-key").read_text().strip()
+
+
+def gateway_headers() -> dict[str, str]:
+    return {"X-API-Key": gateway_key()}
+
+
+@functools.cache
+def lab_tls() -> ssl.SSLContext:
+    """Verifies a certificate against the lab CA (credentials/ca.crt), host names included."""
+    return ssl.create_default_context(cafile=str(CREDENTIALS / "ca.crt"))
+
+
 def get_json(url: str, timeout: float = 10, account: str | None = None) -> Any:
     """GET a JSON document; `account` signs in to the lab's MLflow as that account."""
     headers = mlflow_auth(account) if account else {}
@@ -35,15 +56,26 @@ def get_json(url: str, timeout: float = 10, account: str | None = None) -> Any:
         return json.load(resp)
 
 
-def post_json(url: str, body: Any, timeout: float = 10) -> tuple[int, Any]:
+def post_json(
+    url: str, body: Any, timeout: float = 10, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """POST a JSON body; an https URL is verified against the lab CA."""
     req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
+    context = lab_tls() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.status, json.load(resp)
     except urllib.error.HTTPError as err:
         return err.code, json.load(err)
+
+
+def post_gateway(path: str, body: Any, timeout: float = 10) -> tuple[int, Any]:
+    """POST a JSON body to the gateway with the lab's client key."""
+    return post_json(f"{GATEWAY}{path}", body, timeout=timeout, headers=gateway_headers())
 
 
 def prom_query(expr: str) -> list[dict[str, Any]]:

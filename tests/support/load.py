@@ -15,7 +15,9 @@ stalls (every thread stuck in a request) shows as missed sends instead of as a
 quiet, lower rate. A worker thread that dies is recorded in
 ``worker_errors``. :meth:`LoadResult.problems` lists all of it.
 
-Only meant for loopback addresses (``http://127.0.0.1:PORT``).
+Only meant for loopback addresses (``http://127.0.0.1:PORT``, or ``https://``
+with a context that verifies the server; :func:`gateway_load` sends through
+the lab gateway with its client key).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import ssl
 import threading
 import time
 import traceback
@@ -32,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .lab_http import IRIS_ROWS
+from .lab_http import GATEWAY, IRIS_ROWS, gateway_headers, lab_tls
 
 IRIS_BODY: dict[str, list[list[float]]] = {"instances": IRIS_ROWS}
 # Whatever the rate and duration asked for, never more than this many requests.
@@ -153,14 +156,24 @@ class Load:
         max_lag: float = 1.0,
         max_requests: int | None = None,
         body: dict[str, list[list[float]]] | None = None,
+        headers: dict[str, str] | None = None,
+        context: ssl.SSLContext | None = None,
     ) -> None:
         if rate <= 0 or duration <= 0 or max_lag <= 0:
             raise ValueError("rate, duration and max_lag must be positive")
         parts = urllib.parse.urlsplit(url)
         if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"load only goes to loopback addresses, not {url}")
+        if parts.scheme == "https" and context is None:
+            raise ValueError("an https URL needs the context that verifies its certificate")
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.context = context if parts.scheme == "https" else None
+        self.port = parts.port or (443 if self.context else 80)
+        self.headers = {
+            "Content-Type": "application/json",
+            "Connection": "close",
+            **(headers or {}),
+        }
         self.path = parts.path or "/"
         self.rate = rate
         self.duration = duration
@@ -338,14 +351,15 @@ class Load:
         status = "error"
         version = None
         error = None
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        try:
-            conn.request(
-                "POST",
-                self.path,
-                body=self.payload,
-                headers={"Content-Type": "application/json", "Connection": "close"},
+        conn = (
+            http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=self.context
             )
+            if self.context
+            else http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        )
+        try:
+            conn.request("POST", self.path, body=self.payload, headers=self.headers)
             response = conn.getresponse()
             body = response.read()
             status = str(response.status)
@@ -367,3 +381,8 @@ class Load:
                 result.failed += 1
                 if len(result.errors) < MAX_ERRORS:
                     result.errors.append(f"{time.monotonic() - self._started:.2f}s {error}")
+
+
+def gateway_load(path: str = "/predict", **kwargs: Any) -> Load:
+    """A :class:`Load` through the lab gateway: HTTPS verified against the lab CA, with its key."""
+    return Load(f"{GATEWAY}{path}", headers=gateway_headers(), context=lab_tls(), **kwargs)
