@@ -55,12 +55,13 @@ extract_promtool() {
 }
 
 # --test: also what the test suite needs beyond the main job (wrk: the
-# benchmark's smoke test, tests/integration/test_bench_smoke.py).
+# benchmark's smoke test, tests/integration/test_bench_smoke.py; testssl.sh:
+# the gateway's TLS scan, tests/integration/test_tls_scan.py).
 # --bench: the venv and wrk only (the benchmark runs on this machine, no nodes).
 case "${1:-}" in
   --test)
     shift
-    install_system_packages shellcheck wrk "$@"
+    install_system_packages shellcheck wrk testssl.sh "$@"
     extract_promtool
     ;;
   --bench)

@@ -10,23 +10,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 CHECKOV_VERSION="3.3.30"
-CHECKOV_VENV="$WORK/venvs/checkov"
-CHECKOV="$CHECKOV_VENV/bin/checkov"
-
-install_checkov() {
-  local stamp="$CHECKOV_VENV/.checkov-version"
-  if [[ -x "$CHECKOV" && -f "$stamp" && "$(cat "$stamp")" == "$CHECKOV_VERSION" ]]; then
-    return 0
-  fi
-  log "installing checkov $CHECKOV_VERSION into ${CHECKOV_VENV#"$ROOT/"}"
-  rm -rf "$CHECKOV_VENV"
-  python3 -m venv "$CHECKOV_VENV"
-  "$CHECKOV_VENV/bin/pip" install -q --upgrade pip
-  "$CHECKOV_VENV/bin/pip" install -q "checkov==$CHECKOV_VERSION"
-  echo "$CHECKOV_VERSION" > "$stamp"
-}
-
-install_checkov
+CHECKOV="$(tool_venv checkov "checkov==$CHECKOV_VERSION")/checkov"
 if [[ "${1:-}" == "--install-only" ]]; then exit 0; fi
 
 # No network for policies (--skip-download), one line per check, no banner.

@@ -24,3 +24,22 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # pip reads this machine's own configuration; drop its noise about index
 # folders that do not exist, keep everything else.
 quiet_pip() { "$VENV/bin/pip" "$@" 2> >(grep -v "^WARNING: Location '" >&2); }
+
+# A tool that must not share the project venv (its pins clash with ours):
+# a venv of its own in .work/venvs/NAME, (re)built when the wanted version
+# changes. Prints the venv's bin folder.
+tool_venv() {
+  local name="$1" requirement="$2" venv="$WORK/venvs/$1"
+  local stamp="$venv/.requirement"
+  if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$requirement" ]]; then
+    echo "$venv/bin"
+    return 0
+  fi
+  log "installing $requirement into ${venv#"$ROOT/"}"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip 2> >(grep -v "^WARNING: Location '" >&2)
+  "$venv/bin/pip" install -q "$requirement" 2> >(grep -v "^WARNING: Location '" >&2)
+  echo "$requirement" > "$stamp"
+  echo "$venv/bin"
+}

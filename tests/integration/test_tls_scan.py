@@ -1,0 +1,81 @@
+"""The gateway's TLS, judged by the scanners users run: sslyze against Mozilla's
+"intermediate" profile, and Debian's testssl.sh with nothing of severity HIGH or worse.
+
+Both scan the lab gateway (https://127.0.0.1:8443) as converged, its certificate
+from the lab CA (credentials/ca.crt, given to both scanners as a trusted root).
+sslyze runs from a venv of its own (scripts/sslyze.sh); testssl.sh is the Debian
+package the test bootstrap installs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.lab_http import CREDENTIALS
+
+from .conftest import ROOT, Stack
+
+pytestmark = pytest.mark.nodes
+
+TARGET = "127.0.0.1:8443"
+
+
+def test_sslyze_finds_the_gateway_compliant_with_mozilla_intermediate(
+    local_stack: Stack, tmp_path: Path
+) -> None:
+    report = tmp_path / "sslyze.json"
+    scan = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "sslyze.sh"), "--mozilla_config=intermediate",
+         "--certinfo_ca_file", str(CREDENTIALS / "ca.crt"), f"--json_out={report}", TARGET],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    lines = [line.strip() for line in scan.stdout.splitlines()]
+    verdict = [line for line in lines if line.startswith(f"{TARGET}:")]
+    assert verdict == [f"{TARGET}: OK - Compliant."], scan.stdout[-3000:] + scan.stderr[-2000:]
+    assert scan.returncode == 0, scan.stderr[-2000:]
+    # the scan reached the gateway and saw what the profile asks for
+    result = json.loads(report.read_text())["server_scan_results"][0]
+    assert result["scan_status"] == "COMPLETED", result["scan_status"]
+    commands = result["scan_result"]
+    for old in ("ssl_2_0_cipher_suites", "ssl_3_0_cipher_suites", "tls_1_0_cipher_suites",
+                "tls_1_1_cipher_suites"):  # fmt: skip
+        assert commands[old]["result"]["accepted_cipher_suites"] == [], old
+    assert commands["tls_1_2_cipher_suites"]["result"]["accepted_cipher_suites"]
+    assert commands["tls_1_3_cipher_suites"]["result"]["accepted_cipher_suites"]
+    deployment = commands["certificate_info"]["result"]["certificate_deployments"][0]
+    trusted = [r for r in deployment["path_validation_results"] if r["was_validation_successful"]]
+    assert trusted, "the gateway's certificate does not validate against the lab CA"
+
+
+def test_testssl_reports_nothing_of_severity_high_on_the_gateway(
+    local_stack: Stack, tmp_path: Path
+) -> None:
+    testssl = shutil.which("testssl")
+    assert testssl, "testssl.sh is missing: run scripts/bootstrap.sh --test"
+    report = tmp_path / "testssl.json"
+    scan = subprocess.run(
+        [testssl, "--severity", "HIGH", "--quiet", "--color", "0", "--warnings", "batch",
+         "--add-ca", str(CREDENTIALS / "ca.crt"), "--jsonfile-pretty", str(report), TARGET],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert report.is_file(), scan.stdout[-3000:] + scan.stderr[-2000:]
+    result = json.loads(report.read_text())["scanResult"]
+    assert len(result) == 1, result
+    target = result[0]
+    # it reached the gateway and spoke HTTP over TLS to it
+    assert (target["ip"], target["port"], target["service"]) == ("127.0.0.1", "8443", "HTTP"), (
+        target
+    )
+    findings = [
+        f"{section}: {item['id']} {item['severity']} {item['finding']}"
+        for section, items in target.items()
+        if isinstance(items, list)
+        for item in items
+    ]
+    assert findings == [], "\n".join(findings)
+    assert scan.returncode == 0, scan.stdout[-3000:]
