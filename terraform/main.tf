@@ -3,8 +3,8 @@
 # piece of software comes from Ansible (no startup script). The `role` label of
 # each instance is the Ansible group the GCP inventory (inventories/gcp/gcp.yml)
 # puts it in: mlflow, predictors, monitoring, gateway. Clients reach the model
-# through the gateway only (HAProxy, 8080), which spreads requests over the
-# predictors inside the subnet.
+# through the gateway only (HAProxy, HTTPS on 443, a client key on every
+# request), which spreads requests over the predictors inside the subnet.
 
 provider "google" {
   project = var.project_id
@@ -175,7 +175,9 @@ resource "google_compute_firewall" "admin_monitoring" {
   }
 }
 
-# The prediction endpoint: the gateway's HAProxy (8080) and nothing else.
+# The prediction endpoint: the gateway's HAProxy over HTTPS (443) and nothing
+# else; it answers only requests with a client key. Nothing listens for plain
+# HTTP, so no rule opens 80 or 8080.
 # Predictors (5001) are reached only through the gateway; the gateway's stats
 # and metrics (8404) only from the monitoring instance (rules below).
 resource "google_compute_firewall" "client_endpoint" {
@@ -188,7 +190,7 @@ resource "google_compute_firewall" "client_endpoint" {
 
   allow {
     protocol = "tcp"
-    ports    = ["8080"]
+    ports    = ["443"]
   }
 
   log_config {

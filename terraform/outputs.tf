@@ -13,9 +13,9 @@ output "instances" {
 }
 
 output "predict_url" {
-  description = "The clients' prediction endpoint: the gateway's HAProxy on its reserved static IP, which survives the gateway's re-creation (its private IP when the gateway is not in public_ip_roles). Reachable from client_cidrs only."
+  description = "The clients' prediction endpoint: the gateway's HAProxy over HTTPS (443; every request needs a client key) on its reserved static IP, which survives the gateway's re-creation (its private IP when the gateway is not in public_ip_roles). Reachable from client_cidrs only."
   value = format(
-    "http://%s:8080/predict",
+    "https://%s/predict",
     coalesce(
       one(google_compute_address.gateway[*].address),
       google_compute_instance.node[local.gateway_name].network_interface[0].network_ip,

@@ -96,7 +96,7 @@ variable "admin_cidrs" {
 }
 
 variable "client_cidrs" {
-  description = "CIDR ranges allowed to call the prediction endpoint: the gateway instance on 8080 (predictors are reached only through the gateway). Empty: no client rule, the endpoint is reachable only inside the subnet."
+  description = "CIDR ranges allowed to call the prediction endpoint: the gateway instance over HTTPS on 443, each request with a client key (predictors are reached only through the gateway). Empty: no client rule, the endpoint is reachable only inside the subnet."
   type        = list(string)
   default     = []
 

@@ -41,8 +41,10 @@ PLAYBOOK_GROUP = {
     "restore.yml": "mlflow",
 }
 ADMIN_PORTS = {"22", "5000", "9090", "3000"}
-# The gateway's HAProxy: the only port clients reach, on the only public role.
-CLIENT_PORT = "8080"
+# The gateway's HAProxy over HTTPS: the only port clients reach, on the only
+# public role. Its old plain-HTTP port is bound nowhere and opened to no one.
+CLIENT_PORT = "443"
+PLAIN_HTTP_CLIENT_PORT = "8080"
 PREDICTOR_PORT = "5001"
 OPEN_WORLD = {"0.0.0.0/0", "::/0"}
 
@@ -78,6 +80,20 @@ def resources(rtype: str) -> dict[str, dict[str, Any]]:
             if t == rtype:
                 found.update(named)
     return found
+
+
+def tcp_port_allowed(allow: dict[str, Any], port: str) -> bool:
+    """Whether one firewall `allow` block lets TCP `port` in: by its number, inside
+    a range ("8000-8100"), or with no ports at all (every port of the protocol)."""
+    if allow["protocol"] not in {"tcp", "all"}:
+        return False
+    if "ports" not in allow:
+        return True
+    for entry in allow["ports"]:
+        low, _, high = str(entry).partition("-")
+        if int(low) <= int(port) <= int(high or low):
+            return True
+    return False
 
 
 def instance_role_labels() -> dict[str, str]:
@@ -342,7 +358,8 @@ def test_every_role_has_a_machine_type_and_may_be_public() -> None:
 
 
 def test_the_gateway_is_the_only_public_entry_point() -> None:
-    """By default only the gateway has a public IP, and clients reach only its 8080."""
+    """By default only the gateway has a public IP, and clients reach only its HTTPS
+    port 443: 8080 (the old plain-HTTP endpoint) is opened to no one."""
     assert variables()["public_ip_roles"]["default"] == ["gateway"], (
         "only the gateway gets a public IP by default; mlflow, monitoring and the "
         "predictors stay private (Cloud NAT for egress, IAP for Ansible)"
@@ -366,6 +383,15 @@ def test_the_gateway_is_the_only_public_entry_point() -> None:
         "clients reach the gateway, never the predictors directly"
     )
     assert [(a["protocol"], a.get("ports")) for a in rule["allow"]] == [("tcp", [CLIENT_PORT])]
+
+    # Nothing listens for plain HTTP: no rule opens 8080, to any source (a
+    # port range or a rule without ports would open it too).
+    for name, rule in firewalls.items():
+        for allow in rule.get("allow", []):
+            assert not tcp_port_allowed(allow, PLAIN_HTTP_CLIENT_PORT), (
+                f"{name} opens {PLAIN_HTTP_CLIENT_PORT}: the gateway serves clients on "
+                f"{CLIENT_PORT} (HTTPS) only"
+            )
 
     # Nothing outside the VPC reaches a predictor's own port: only rules whose
     # sources are instances (network tags) may open it.
