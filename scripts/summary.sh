@@ -9,7 +9,10 @@ json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2
 reader="reader:$(cat "$ROOT/credentials/mlflow_reader_password" 2>/dev/null)"
 champion="$(curl -fsS -u "$reader" "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion" \
   | json_field '"version " + d["model_version"]["version"]')" || champion="not found"
-prediction="$(curl -fsS -X POST http://127.0.0.1:8080/predict -H 'Content-Type: application/json' \
+# The gateway: HTTPS verified against the lab CA, with the lab's client key,
+# exactly as the printed curl does (run from the project folder).
+prediction="$(cd "$ROOT" && curl -fsS https://127.0.0.1:8443/predict --cacert credentials/ca.crt \
+  -H "X-API-Key: $(cat credentials/gateway-client-key)" -H 'Content-Type: application/json' \
   -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}')" || prediction="no answer"
 # Predictors in rotation, as the gateway's own metrics say, and the scrape
 # targets, both as Prometheus sees them. Right after a converge its last scrape
@@ -53,12 +56,14 @@ cat <<SUMMARY
 mlops-stack is up on the local podman nodes
   MLflow tracking server   http://127.0.0.1:5000   model iris@champion: $champion
                            accounts admin, writer, reader: credentials/mlflow_<account>_password
-  gateway (HAProxy)        http://127.0.0.1:8080   $gateway
+  gateway (HAProxy)        https://127.0.0.1:8443  $gateway
+                           client key: credentials/gateway-client-key, CA: credentials/ca.crt
   predictors               http://127.0.0.1:5001 and http://127.0.0.1:5002
   Prometheus               http://127.0.0.1:9090   $targets
   Grafana                  $grafana
 
-  curl -X POST http://127.0.0.1:8080/predict -H 'Content-Type: application/json' \\
-       -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+  curl https://127.0.0.1:8443/predict --cacert credentials/ca.crt \\
+       -H "X-API-Key: \$(cat credentials/gateway-client-key)" \\
+       -H 'Content-Type: application/json' -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
   $prediction
 SUMMARY
