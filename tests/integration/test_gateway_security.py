@@ -102,6 +102,7 @@ def test_a_prediction_without_a_valid_key_gets_401_json(
         assert answer["content-type"] == "application/json"
         assert error in json.loads(body)["error"], body
         assert answer["www-authenticate"].startswith("Bearer")
+        assert answer["strict-transport-security"] == "max-age=63072000"
 
 
 def test_the_key_works_in_either_header_and_health_stays_open(local_stack: Stack) -> None:
@@ -130,7 +131,7 @@ def client_counters(client: str) -> tuple[float, float]:
 def burst_client(tmp_path: Path) -> Iterator[Path]:
     """Converge the gateway with a second client (5 requests/s); converge it away after."""
     keys = [
-        {"name": "default", "key": gateway_key(), "rate_limit": 1000},
+        {"name": "default", "key": gateway_key(), "rate_limit": 20000},
         {"name": "burst", "key": BURST_KEY, "rate_limit": BURST_LIMIT},
     ]
     with_burst = tmp_path / "with-burst.json"
