@@ -42,6 +42,8 @@ LAB_VALUES = {
     "mlflow_server_artifacts_destination": "/var/lib/mlflow/artifacts",
     "mlflow_server_backup_upload_to": "",
     "mlflow_server_data_device": "",
+    # where the lab publishes the gateway: the CA names its revocation list there
+    "gateway_public_url": "https://127.0.0.1:8443",
 }
 
 
@@ -151,11 +153,13 @@ def rehearsal(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> d
     vault["vault_mlflow_backend_store_uri"] = "sqlite:////var/lib/mlflow/mlflow.db"
     # the gateway's certificate and keys as a user brings them: the lab's own
     gateway_key = (credentials / "gateway-client-key").read_text().strip()
-    client = {"name": "default", "key": gateway_key, "rate_limit": 1000}
+    client = {"name": "default", "key": gateway_key, "rate_limit": 20000}
     vault["vault_gateway_client_keys"] = [client]
-    for part, suffix in (("certificate", "crt"), ("private_key", "key")):
-        pem = (credentials / "tls" / f"gateway-1.{suffix}").read_text()
-        vault[f"vault_gateway_tls_{part}"] = pem
+    # Empty: the project CA's certificate that the lab already serves, so that
+    # "nothing to change" holds (a PEM given here would be the same certificate,
+    # but the gateway then no longer serves the CA's revocation list)
+    vault["vault_gateway_tls_certificate"] = ""
+    vault["vault_gateway_tls_private_key"] = ""
     (work / "vault.yml").write_text(yaml.safe_dump(vault))
     (work / "lab_values.yml").write_text(yaml.safe_dump(LAB_VALUES))
 
