@@ -57,17 +57,21 @@ def probe_host(host: str) -> str:
 
 
 def subject_alt_names(names: list[str]) -> list[str]:
-    """``IP:addr`` for an IP address, ``DNS:name`` for anything else; duplicates dropped."""
-    entries: list[str] = []
+    """``DNS:name`` entries, then ``IP:addr`` ones, each sorted, duplicates dropped.
+
+    The order is canonical because a certificate is issued again when its
+    names differ from the request's, in order too: two inventories that list
+    the same names in another order must not issue a new certificate."""
+    dns: set[str] = set()
+    ips: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
     for name in names:
         text = str(name).strip().strip("[]")
         try:
-            entry = f"IP:{ipaddress.ip_address(text)}"
+            ips.add(ipaddress.ip_address(text))
         except ValueError:
-            entry = f"DNS:{text}"
-        if entry not in entries:
-            entries.append(entry)
-    return entries
+            dns.add(text)
+    by_family = sorted(ips, key=lambda ip: (ip.version, ip))
+    return [f"DNS:{name}" for name in sorted(dns)] + [f"IP:{ip}" for ip in by_family]
 
 
 class FilterModule:

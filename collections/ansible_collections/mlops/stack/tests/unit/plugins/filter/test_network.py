@@ -92,8 +92,14 @@ def test_subject_alt_names_types_each_name_and_drops_duplicates() -> None:
     names = ["gateway-1", "10.0.0.7", "[fd00::7]", "localhost", "127.0.0.1", "10.0.0.7"]
     assert network.subject_alt_names(names) == [
         "DNS:gateway-1",
-        "IP:10.0.0.7",
-        "IP:fd00::7",
         "DNS:localhost",
+        "IP:10.0.0.7",
         "IP:127.0.0.1",
+        "IP:fd00::7",
     ]
+
+
+def test_subject_alt_names_do_not_depend_on_the_order_of_the_names() -> None:
+    lab = ["gateway-1", "gateway-1", "127.0.0.1", "localhost", "127.0.0.1"]
+    gcp = ["gateway-1", "localhost", "127.0.0.1"]
+    assert network.subject_alt_names(lab) == network.subject_alt_names(gcp)
