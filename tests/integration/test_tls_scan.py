@@ -52,30 +52,48 @@ def test_sslyze_finds_the_gateway_compliant_with_mozilla_intermediate(
     assert trusted, "the gateway's certificate does not validate against the lab CA"
 
 
-def test_testssl_reports_nothing_of_severity_high_on_the_gateway(
-    local_stack: Stack, tmp_path: Path
-) -> None:
-    testssl = shutil.which("testssl")
-    assert testssl, "testssl.sh is missing: run scripts/bootstrap.sh --test"
-    report = tmp_path / "testssl.json"
+def scan_with_testssl(
+    tmp_path: Path, attempt: int
+) -> tuple[dict, subprocess.CompletedProcess[str]]:
+    """One testssl.sh scan of the gateway: its one target's report, and the run."""
+    program = shutil.which("testssl")
+    assert program, "testssl.sh is missing: run scripts/bootstrap.sh --test"
+    report = tmp_path / f"testssl-{attempt}.json"
     scan = subprocess.run(
-        [testssl, "--severity", "HIGH", "--quiet", "--color", "0", "--warnings", "batch",
+        [program, "--severity", "HIGH", "--quiet", "--color", "0", "--warnings", "batch",
          "--add-ca", str(CREDENTIALS / "ca.crt"), "--jsonfile-pretty", str(report), TARGET],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert report.is_file(), scan.stdout[-3000:] + scan.stderr[-2000:]
     result = json.loads(report.read_text())["scanResult"]
     assert len(result) == 1, result
-    target = result[0]
-    # it reached the gateway and spoke HTTP over TLS to it
-    assert (target["ip"], target["port"], target["service"]) == ("127.0.0.1", "8443", "HTTP"), (
-        target
-    )
-    findings = [
+    return result[0], scan
+
+
+def findings_of(target: dict) -> list[str]:
+    return [
         f"{section}: {item['id']} {item['severity']} {item['finding']}"
         for section, items in target.items()
         if isinstance(items, list)
         for item in items
     ]
+
+
+def test_testssl_reports_nothing_of_severity_high_on_the_gateway(
+    local_stack: Stack, tmp_path: Path
+) -> None:
+    target, scan = scan_with_testssl(tmp_path, 1)
+    findings = findings_of(target)
+    # A check testssl could not make because one of its thousands of
+    # connections failed (through the lab's rootless port forwarder, on a busy
+    # machine) says nothing about the gateway: that scan is made once more.
+    # A finding about the TLS settings is never given a second chance.
+    if findings and all(f.endswith("check failed because of connect problem") for f in findings):
+        target, scan = scan_with_testssl(tmp_path, 2)
+        findings = findings_of(target)
+    # it reached the gateway and spoke HTTP over TLS to it
+    assert (target["ip"], target["port"], target["service"]) == ("127.0.0.1", "8443", "HTTP"), (
+        target
+    )
     assert findings == [], "\n".join(findings)
     assert scan.returncode == 0, scan.stdout[-3000:]
