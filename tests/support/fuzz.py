@@ -131,6 +131,8 @@ def run_schemathesis(
     assert (reports / "run.har").is_file(), f"no HAR report:\n{proc.stdout}\n{proc.stderr}"
     requests, by_status, server_errors = har_summary(json.loads((reports / "run.har").read_text()))
     run = json.loads((reports / "run.json").read_text())
+    # no operations: the document itself could not be loaded (refused, unreachable)
+    assert run.get("operations"), f"schemathesis tested nothing:\n{proc.stdout[-3000:]}"
     failures = [
         {"code": f["code"], "title": f["title"], "operations": f["operations"]}
         for f in run["failures"]
