@@ -44,8 +44,8 @@ else
 fi
 targets="${up:+$up targets up}"
 targets="${targets:-not answering}"
-if curl -fsS http://127.0.0.1:3000/api/health >/dev/null 2>&1; then
-  grafana="http://127.0.0.1:3000 (admin password in credentials/grafana_admin_password)"
+if curl -fsS --cacert "$ROOT/credentials/ca.crt" https://127.0.0.1:3000/api/health >/dev/null 2>&1; then
+  grafana="https://127.0.0.1:3000 (CA credentials/ca.crt; admin password in credentials/grafana_admin_password)"
 else
   grafana="NOT INSTALLED: its APT repository was unreachable (see the warning above);
                            datasource and dashboards are provisioned on monitor-1 for when it is"

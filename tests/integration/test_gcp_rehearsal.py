@@ -160,6 +160,9 @@ def rehearsal(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> d
     # but the gateway then no longer serves the CA's revocation list)
     vault["vault_gateway_tls_certificate"] = ""
     vault["vault_gateway_tls_private_key"] = ""
+    # and Grafana's: the project CA's certificate the lab already holds
+    vault["vault_grafana_tls_certificate"] = ""
+    vault["vault_grafana_tls_private_key"] = ""
     (work / "vault.yml").write_text(yaml.safe_dump(vault))
     (work / "lab_values.yml").write_text(yaml.safe_dump(LAB_VALUES))
 
