@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -104,6 +105,9 @@ def test_a_failed_copy_is_not_a_good_backup_and_removes_nothing(gcs: str, regist
     assert failed.returncode == 1
     error = failed.stderr.strip()
     assert "was written, but its copy to gs://no-such-bucket/mlflow-1 failed" in error, error
+    # one line that names the error's type, not the client library's whole message
+    assert len(error.splitlines()) == 1, error
+    assert re.search(r"failed: [A-Za-z]+: \S", error), error
     # the last good time stays the older one, so RegistryBackupStale can fire
     assert (registry / "backup.prom").read_text() == good_time
     # with --keep 1 a good backup would have removed the first archive

@@ -70,6 +70,13 @@ class BackupError(Exception):
     """A failure the user can act on; the message says what and where."""
 
 
+def exception_summary(exc: BaseException) -> str:
+    """The exception's type and the first line of its message: a driver's or an
+    uploader's message goes on for lines (SQL, stack), one line tells what failed."""
+    first = next(iter(str(exc).strip().splitlines()), "")
+    return f"{type(exc).__name__}: {first}"
+
+
 class Refused(BackupError):
     """The target holds data and --force was not given."""
 
@@ -258,10 +265,7 @@ def with_postgres(uri: str, read: Any) -> Any:
         with engine.connect() as con:
             return read(con)
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        first = next(iter(str(exc).strip().splitlines()), "")
-        raise BackupError(
-            f"the backend store cannot be read: {type(exc).__name__}: {first}"
-        ) from exc
+        raise BackupError(f"the backend store cannot be read: {exception_summary(exc)}") from exc
     finally:
         engine.dispose()
 
@@ -402,10 +406,9 @@ def backup(args: argparse.Namespace) -> Path:
         try:
             upload(final, args.upload_to)
         except Exception as exc:
-            first = next(iter(str(exc).strip().splitlines()), "")
             raise BackupError(
                 f"{final} was written, but its copy to {args.upload_to} failed: "
-                f"{type(exc).__name__}: {first}"
+                + exception_summary(exc)
             ) from exc
     for old in archives(dest)[: -args.keep]:
         old.unlink()
