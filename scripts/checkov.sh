@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run checkov from a venv of its own (.work/venvs/checkov), created on first
+# Run checkov from a venv of its own ($MLOPS_CACHE/venvs/checkov), created on first
 # use. checkov ships its own `hcl2` and `detect_secrets` modules and pins
 # `packaging`, so it must never share the project venv.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run sslyze from a venv of its own (.work/venvs/sslyze), created on first use:
+# Run sslyze from a venv of its own ($MLOPS_CACHE/venvs/sslyze), created on first use:
 # it pins an older cryptography than the project venv's Ansible wants.
 #
 #   scripts/sslyze.sh --mozilla_config=intermediate 127.0.0.1:8443
