@@ -1,9 +1,13 @@
 """Run order and phase times for the whole suite.
 
-Fast tests run first, then the molecule scenarios, then the end-to-end tests
-on the local nodes, so a broken unit shows in seconds rather than after the
-slow part. At the end the summary shows how long each phase took; `./stack
-test` passes the times of its own steps before pytest (bootstrap, lint) in
+Fast tests run first, so a broken unit shows in seconds rather than after
+the slow part, then the end-to-end tests on the local nodes, then the
+molecule scenarios' results: the scenarios start with the test loop and run
+in the background beside the end-to-end tests (tests/molecule/conftest.py),
+so their phase is only what is left of them when the end-to-end tests end.
+
+At the end the summary shows how long each phase took; `./stack test` passes
+the times of its own steps before pytest (bootstrap, lint) in
 MLOPS_PHASE_TIMES as `name=seconds,...`.
 """
 
@@ -15,15 +19,15 @@ from collections.abc import Iterator
 
 import pytest
 
-PHASES = ("fast tests", "molecule", "end to end")
+PHASES = ("fast tests", "end to end", "molecule")
 _spent: dict[str, float] = {}
 
 
 def _phase(item: pytest.Item) -> str:
     if item.get_closest_marker("nodes"):
-        return PHASES[2]
-    if item.get_closest_marker("molecule"):
         return PHASES[1]
+    if item.get_closest_marker("molecule"):
+        return PHASES[2]
     return PHASES[0]
 
 

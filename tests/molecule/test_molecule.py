@@ -5,10 +5,11 @@ over SSH like the local nodes."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ROOT / "collections/ansible_collections/mlops/stack/roles"
 SECONDS_PROPERTY = "scenario_seconds"
+LOGS = ROOT / ".work" / "molecule-logs"
 SCENARIOS = sorted(ROLES.glob("*/molecule/*/molecule.yml"))
 
 
@@ -69,44 +71,84 @@ def make_the_node_key() -> None:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def scenario_runs(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[Path, tuple[Future[tuple[int, float]], Path]]]:
-    """Every selected scenario, MLOPS_MOLECULE_JOBS (default 2) at a time.
+class ScenarioRuns:
+    """Every selected scenario, run in the background by a pool of ``jobs`` threads.
 
-    Scenarios have their own nodes and networks, and spend much of their time
-    waiting on apt and pip inside the nodes, so two share the machine's two
-    cores well. Those with the most nodes start first.
+    Scenarios have their own nodes and networks (mol-*), apart from the local
+    nodes of the end-to-end tests, so they can run while those run. Those with
+    the most nodes start first.
+    """
+
+    def __init__(self, scenarios: list[Path], jobs: int, logs: Path, beside_nodes: bool) -> None:
+        self.jobs = jobs
+        self.beside_nodes = beside_nodes
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self._pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="molecule")
+        self.runs: dict[Path, tuple[Future[tuple[int, float]], Path]] = {}
+        for scenario in sorted(scenarios, key=lambda path: -path.read_text().count("- name:")):
+            log = logs / (scenario_id(scenario).replace("/", "-") + ".log")
+            self.runs[scenario] = (self._pool.submit(run_scenario, scenario, log), log)
+        for future, _log in self.runs.values():
+            future.add_done_callback(self._note_the_end)
+
+    def _note_the_end(self, _: Future[tuple[int, float]]) -> None:
+        if all(future.done() for future, _log in self.runs.values()):
+            self.finished = time.monotonic()
+
+    def shutdown(self) -> None:
+        """Wait for the scenarios under way; those not started yet are dropped
+        (an interrupted session)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+RUNS = pytest.StashKey[ScenarioRuns]()
+
+
+def start_scenarios(session: pytest.Session) -> ScenarioRuns | None:
+    """Start the selected scenarios at the start of the test loop, so they run
+    beside the end-to-end tests (./stack test puts their results last).
+
+    MLOPS_MOLECULE_JOBS scenarios at a time: by default 1 beside the end-to-end
+    tests, whose converges leave about one of the machine's two cores idle
+    (they wait on one host at a time, on alerts and on timed load), and 2 when
+    the scenarios run alone.
     """
     selected = [
         item.callspec.params["scenario"]
-        for item in request.session.items
+        for item in session.items
         if isinstance(item, pytest.Function) and item.originalname == "test_scenario"
     ]
-    selected.sort(key=lambda path: -path.read_text().count("- name:"))
+    if not selected or session.config.option.collectonly:
+        return None
+    beside_nodes = any(item.get_closest_marker("nodes") for item in session.items)
+    jobs = int(os.environ.get("MLOPS_MOLECULE_JOBS", "1" if beside_nodes else "2"))
     make_the_node_key()
-    logs = tmp_path_factory.mktemp("molecule")
-    jobs = int(os.environ.get("MLOPS_MOLECULE_JOBS", "2"))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        runs = {}
-        for scenario in selected:
-            log = logs / (scenario_id(scenario).replace("/", "-") + ".log")
-            runs[scenario] = (pool.submit(run_scenario, scenario, log), log)
-        yield runs
+    # each scenario's whole log stays there after the run, for a look at a failure
+    # beyond the tail the test shows
+    shutil.rmtree(LOGS, ignore_errors=True)
+    LOGS.mkdir(parents=True)
+    runs = ScenarioRuns(selected, jobs, LOGS, beside_nodes)
+    session.config.stash[RUNS] = runs
+    return runs
+
+
+@pytest.fixture(scope="session")
+def scenario_runs(request: pytest.FixtureRequest) -> ScenarioRuns:
+    return request.config.stash[RUNS]
 
 
 @pytest.mark.molecule
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
 def test_scenario(
     scenario: Path,
-    scenario_runs: dict[Path, tuple[Future[tuple[int, float]], Path]],
+    scenario_runs: ScenarioRuns,
     record_property: Callable[[str, object], None],
 ):
-    future, log = scenario_runs[scenario]
+    future, log = scenario_runs.runs[scenario]
     rc, seconds = future.result()
-    # the scenarios run in the background, two at a time: tests/molecule/conftest.py
-    # prints each one's own time at the end
+    # the scenarios run in the background: tests/molecule/conftest.py prints each
+    # one's own time at the end
     record_property(SECONDS_PROPERTY, seconds)
     if rc != 0:
         tail = log.read_text()[-6000:]
