@@ -33,10 +33,7 @@ create_venv() {
   log "creating the project venv in .venv"
   [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
   quiet_pip install -q --upgrade pip
-  # --no-compile: byte-compiling every file of every package (the ansible
-  # package's collections alone are tens of thousands) took half of the
-  # install; Python compiles the few modules the project imports on first use.
-  (cd "$ROOT" && quiet_pip install -q --no-compile -r requirements-dev.txt)
+  (cd "$ROOT" && quiet_pip install -q -r requirements-dev.txt)
   echo "$want" > "$stamp"
 }
 
