@@ -110,9 +110,10 @@ def start_scenarios(session: pytest.Session) -> ScenarioRuns | None:
     beside the end-to-end tests (./stack test puts their results last).
 
     MLOPS_MOLECULE_JOBS scenarios at a time: by default 1 beside the end-to-end
-    tests, whose converges leave about one of the machine's two cores idle
-    (they wait on one host at a time, on alerts and on timed load), and 2 when
-    the scenarios run alone.
+    tests, which leave part of the machine idle (they converge one host at a
+    time and wait on alerts and timed load), and 2 when the scenarios run
+    alone. On a 2-core machine the two phases together took 35.5 min, against
+    38 min one after the other: the machine was then busy 93% of the time.
     """
     selected = [
         item.callspec.params["scenario"]
