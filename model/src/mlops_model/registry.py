@@ -10,8 +10,10 @@ checks that the server answers (a quick ``GET <uri>/health``), bounds MLflow's
 HTTP retries and timeouts (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
 ``MLFLOW_HTTP_REQUEST_TIMEOUT``, ...) and passes credentials through
 ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``; leaving it restores
-those variables. Errors come out as :class:`~mlops_model.errors.RegistryUnavailable`
-(naming the URI) or :class:`~mlops_model.errors.RegistryError`.
+those variables. An ``https`` server is verified as MLflow's client verifies it
+(``MLFLOW_TRACKING_SERVER_CERT_PATH``, see :mod:`mlops_model.tls`). Errors come out
+as :class:`~mlops_model.errors.RegistryUnavailable` (naming the URI) or
+:class:`~mlops_model.errors.RegistryError`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from mlops_model.gate import (
 )
 from mlops_model.schema import CLASS_NAMES, FINGERPRINT_TAG, SKOPS_TRUSTED_TYPES
 from mlops_model.serving.fast_path import FAST_PATH_TAG, FastPathResult, build_fast_path
+from mlops_model.tls import tracking_tls_context
 from mlops_model.train import ALGORITHM, TrainedModel
 from mlops_model.validation import (
     validate_alias,
@@ -96,7 +99,9 @@ def check_reachable(
         url, headers=headers, method="GET"
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310
+            request, timeout=timeout, context=tracking_tls_context(url)
+        ) as response:
             response.read(64)
     except urllib.error.HTTPError as exc:
         # 4xx means something answered (maybe behind auth); 5xx is a broken server or proxy

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from mlops_model.auth import basic_auth_header
 from mlops_model.errors import RegistryUnavailable
 from mlops_model.serving.errors import AliasNotFound
+from mlops_model.tls import tracking_tls_context
 
 # Registry calls of a predictor must fail fast: an outage must never block a worker
 # for MLflow's defaults (120 s timeout, 7 retries with exponential backoff). The
@@ -59,10 +60,6 @@ class AliasResolver(Protocol):
     def resolve(self, name: str, alias: str) -> ResolvedVersion: ...
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 class RestRegistry:
     """The alias lookup over MLflow's REST API (``http``/``https`` tracking URIs)."""
 
@@ -88,17 +85,7 @@ class RestRegistry:
         return headers
 
     def _tls(self) -> ssl.SSLContext | None:
-        if not self.tracking_uri.startswith("https:"):
-            return None
-        if _env_true("MLFLOW_TRACKING_INSECURE_TLS"):
-            return ssl._create_unverified_context()  # noqa: S323 - the operator asked for it
-        context = ssl.create_default_context(
-            cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
-        )
-        client_cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
-        if client_cert:
-            context.load_cert_chain(client_cert)
-        return context
+        return tracking_tls_context(self.tracking_uri)
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
         url = f"{self.tracking_uri}{path}?{urllib.parse.urlencode(params)}"
