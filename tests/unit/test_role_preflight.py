@@ -23,7 +23,7 @@ GROUPS = ("mlflow", "predictors", "monitoring", "gateway")
 
 # What the project's group_vars give these roles in a real run.
 TRAIN = {
-    "train_tracking_uri": "http://127.0.0.1:5000",
+    "train_tracking_uri": "http://127.0.0.1:5004",
     "train_python": sys.executable,
     "train_tracking_username": "writer",
     "train_tracking_password": "a-writer-password",  # pragma: allowlist secret
@@ -38,7 +38,9 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("mlflow_server", {"mlflow_server_admin_password": "short"},  # pragma: allowlist secret
      "Check the configured MLflow passwords"),
     ("mlflow_server", {"mlflow_server_metrics_port": 5000},
-     "Refuse a metrics listener on the server's own port"),
+     "Refuse listeners that would share a port"),
+    ("mlflow_server", {"mlflow_server_internal_port": 5005},
+     "Refuse listeners that would share a port"),
     ("mlflow_server", {"mlflow_server_backup_keep": 0},
      "Refuse backup settings the units or the backup tool would only reject"),
     ("mlflow_server", {"mlflow_server_backup_dir": "/var/lib/mlflow/artifacts/backups"},
@@ -60,6 +62,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("node_exporter", {"node_exporter_textfile_directory": "/var/lib/node exporter"},
      "Refuse a textfile folder the flags file cannot hold"),
     ("predictor", {"predictor_tracking_uri": "mlflow-1:5000"},
+     "Refuse settings the predictor would only reject"),
+    ("predictor", {"predictor_tracking_ca_certificate": "/etc/ssl/certs/mlflow-ca.crt"},
      "Refuse settings the predictor would only reject"),
     ("grafana", {"grafana_http_port": 80}, "Refuse a port Grafana cannot bind"),
     # the project's own roles (roles/), beside the collection's
