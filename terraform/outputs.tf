@@ -24,8 +24,8 @@ output "predict_url" {
 }
 
 output "mlflow_private_url" {
-  description = "MLflow tracking URI inside the VPC (what predictors and the training use)."
-  value       = "http://${google_compute_instance.node[local.mlflow_name].network_interface[0].network_ip}:5000"
+  description = "MLflow tracking URI inside the VPC (what the predictors use; HTTPS, MLflow's TLS front). Training on the MLflow instance uses its loopback port."
+  value       = "https://${google_compute_instance.node[local.mlflow_name].network_interface[0].network_ip}:5000"
 }
 
 output "artifact_bucket" {

@@ -163,6 +163,9 @@ def rehearsal(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> d
     # and Grafana's: the project CA's certificate the lab already holds
     vault["vault_grafana_tls_certificate"] = ""
     vault["vault_grafana_tls_private_key"] = ""
+    # and MLflow's: the project CA's certificate the lab's front already serves
+    vault["vault_mlflow_tls_certificate"] = ""
+    vault["vault_mlflow_tls_private_key"] = ""
     (work / "vault.yml").write_text(yaml.safe_dump(vault))
     (work / "lab_values.yml").write_text(yaml.safe_dump(LAB_VALUES))
 
