@@ -5,9 +5,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
 
-# MLflow runs with accounts: read the registry as the predictors do.
+# MLflow runs with accounts, over HTTPS only: read the registry as the
+# predictors do, its certificate verified against the lab CA.
 reader="reader:$(cat "$ROOT/credentials/mlflow_reader_password" 2>/dev/null)"
-champion="$(curl -fsS -u "$reader" "http://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion" \
+champion="$(curl -fsS --cacert "$ROOT/credentials/ca.crt" -u "$reader" \
+  "https://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion" \
   | json_field '"version " + d["model_version"]["version"]')" || champion="not found"
 # The gateway: HTTPS verified against the lab CA, with the lab's client key,
 # exactly as the printed curl does (run from the project folder).
@@ -54,8 +56,9 @@ fi
 cat <<SUMMARY
 
 mlops-stack is up on the local podman nodes
-  MLflow tracking server   http://127.0.0.1:5000   model iris@champion: $champion
-                           accounts admin, writer, reader: credentials/mlflow_<account>_password
+  MLflow tracking server   https://127.0.0.1:5000  model iris@champion: $champion
+                           accounts admin, writer, reader: credentials/mlflow_<account>_password,
+                           CA: credentials/ca.crt (MLflow clients: MLFLOW_TRACKING_SERVER_CERT_PATH)
   gateway (HAProxy)        https://127.0.0.1:8443  $gateway
                            client key: credentials/gateway-client-key, CA: credentials/ca.crt
   predictors               http://127.0.0.1:5001 and http://127.0.0.1:5002

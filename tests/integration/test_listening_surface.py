@@ -19,10 +19,14 @@ pytestmark = pytest.mark.nodes
 # Inventory group -> TCP ports its hosts may listen on (docs/security.md).
 ALLOWED_TCP: dict[str, dict[int, str]] = {
     "all": {9100: "node exporter", 22: "SSH (Ansible, as on GCP)"},
-    "mlflow": {5000: "MLflow tracking server", 5005: "MLflow metrics listener"},
+    "mlflow": {5000: "MLflow's TLS front (HAProxy, HTTPS)", 5005: "MLflow metrics listener"},
     "predictors": {5001: "predictor (gunicorn)"},
     "monitoring": {9090: "Prometheus", 3000: "Grafana"},
     "gateway": {443: "gateway (HAProxy, HTTPS)", 8404: "gateway stats and metrics"},
+}
+# Inventory group -> TCP ports its hosts listen on, on loopback only (and must).
+LOOPBACK_TCP: dict[str, dict[int, str]] = {
+    "mlflow": {5004: "MLflow tracking server, behind its TLS front"},
 }
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
@@ -88,6 +92,24 @@ def test_tcp_listeners_are_the_designed_ones(groups: dict[str, set[str]], node: 
     expected = {p for p in allowed if p != 3000 or grafana_installed}
     missing = {allowed[p] for p in expected - listening}
     assert not missing, f"{node} should listen for {missing}; it listens on {listening}"
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_loopback_listeners_stay_on_loopback(groups: dict[str, set[str]], node: str):
+    """A service behind a front on its host (MLflow behind its TLS front) listens on
+    loopback and nowhere else: no client reaches it around the front."""
+    loopback_only: dict[int, str] = {}
+    for group in groups[node]:
+        loopback_only.update(LOOPBACK_TCP.get(group, {}))
+    listening = [
+        (address, port)
+        for address, port, _, state in sockets(node, "tcp")
+        if state == LISTEN and port in loopback_only
+    ]
+    exposed = {loopback_only[p] for address, p in listening if not is_loopback(address)}
+    assert not exposed, f"{node} listens beyond loopback for {exposed}"
+    missing = {loopback_only[p] for p in set(loopback_only) - {p for _, p in listening}}
+    assert not missing, f"{node} should listen on loopback for {missing}"
 
 
 @pytest.mark.parametrize("node", NODES)

@@ -34,7 +34,16 @@ from typing import Any
 
 import pytest
 
-from tests.support.lab_http import IRIS_ROWS, MLFLOW, get_json, mlflow_auth, post_json, wait_until
+from tests.support.lab_http import (
+    IRIS_ROWS,
+    LAB_CA,
+    MLFLOW,
+    get_json,
+    lab_tls,
+    mlflow_auth,
+    post_json,
+    wait_until,
+)
 from tests.support.net import free_port, wait_http
 
 from .conftest import ROOT
@@ -43,8 +52,11 @@ pytestmark = pytest.mark.nodes
 
 CONTAINER = "image-test-predictor"
 NETWORK = "mlops-stack"
-# The lab's MLflow as the nodes see it (by container name on the lab network).
-TRACKING_URI = "http://mlflow-1:5000"
+# The lab's MLflow as the nodes see it (by container name on the lab network):
+# its TLS front, whose certificate names mlflow-1, verified against the lab CA,
+# which the container gets read-only at CA_IN_CONTAINER.
+TRACKING_URI = "https://mlflow-1:5000"
+CA_IN_CONTAINER = "/run/mlops/ca.crt"
 MODEL = "iris-image-test"
 UID = "10001"
 # The image's default grace period (PREDICTOR_GRACEFUL_TIMEOUT) and the stop
@@ -91,7 +103,7 @@ def registry(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data=json.dumps(body).encode() if body is not None else None,
         headers={**mlflow_auth("writer"), "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with urllib.request.urlopen(req, timeout=10, context=lab_tls()) as resp:
         return json.load(resp)
 
 
@@ -182,7 +194,9 @@ def container(image: Image, model: str) -> Iterator[Container]:
         # U: the tmpfs belongs to the container's user
         "--tmpfs", "/var/lib/predictor/cache:rw,mode=0700,U",
         "--tmpfs", "/tmp:rw,mode=1777",
+        "--volume", f"{LAB_CA}:{CA_IN_CONTAINER}:ro",
         "--env", f"MLFLOW_TRACKING_URI={TRACKING_URI}",
+        "--env", f"MLFLOW_TRACKING_SERVER_CERT_PATH={CA_IN_CONTAINER}",
         "--env", "MLFLOW_TRACKING_USERNAME=reader",
         "--env", "MLFLOW_TRACKING_PASSWORD",
         "--env", f"PREDICTOR_MODEL_NAME={model}",

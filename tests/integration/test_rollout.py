@@ -51,6 +51,7 @@ from tests.support.lab_http import (
     IRIS_ROWS,
     MLFLOW,
     get_json,
+    lab_tls,
     mlflow_auth,
     post_gateway,
     post_json,
@@ -281,7 +282,7 @@ def candidate(original: str) -> Iterator[str]:
             headers={"Content-Type": "application/json", **mlflow_auth("admin")},
             method="DELETE",
         )
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10, context=lab_tls()) as resp:
             assert resp.status == 200
 
 

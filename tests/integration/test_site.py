@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.support.lab_http import MLFLOW, get_json, mlflow_auth
+from tests.support.lab_http import MLFLOW, get_json, lab_tls, mlflow_auth
 
 from .conftest import Stack, ansible_playbook, podman_exec
 
@@ -64,7 +64,7 @@ def test_the_lab_registry_runs_with_accounts(local_stack: Stack):
         headers={"Content-Type": "application/json", **mlflow_auth("reader")},
     )
     with pytest.raises(urllib.error.HTTPError) as reader_write:
-        urllib.request.urlopen(request, timeout=10)
+        urllib.request.urlopen(request, timeout=10, context=lab_tls())
     assert reader_write.value.code == 403
 
 

@@ -1,8 +1,10 @@
-"""The gateway's TLS, judged by the scanners users run: sslyze against Mozilla's
-"intermediate" profile, and Debian's testssl.sh with nothing of severity HIGH or worse.
+"""The TLS of the lab's listeners, judged by the scanners users run: sslyze against
+Mozilla's "intermediate" profile, and Debian's testssl.sh with nothing of severity
+HIGH or worse.
 
-Both scan the lab gateway (https://127.0.0.1:8443) as converged, its certificate
-from the lab CA (credentials/ca.crt, given to both scanners as a trusted root).
+Both scan the lab gateway (https://127.0.0.1:8443) and MLflow's TLS front
+(https://127.0.0.1:5000) as converged, their certificates from the lab CA
+(credentials/ca.crt, given to both scanners as a trusted root).
 sslyze runs from a venv of its own (scripts/sslyze.sh); testssl.sh is the Debian
 package the test bootstrap installs.
 """
@@ -22,23 +24,26 @@ from .conftest import ROOT, Stack
 
 pytestmark = pytest.mark.nodes
 
-TARGET = "127.0.0.1:8443"
+# name -> the address podman publishes on this machine's loopback
+TARGETS = {"gateway": "127.0.0.1:8443", "mlflow": "127.0.0.1:5000"}
+targets = pytest.mark.parametrize("target", list(TARGETS.values()), ids=list(TARGETS))
 
 
-def test_sslyze_finds_the_gateway_compliant_with_mozilla_intermediate(
-    local_stack: Stack, tmp_path: Path
+@targets
+def test_sslyze_finds_the_listener_compliant_with_mozilla_intermediate(
+    local_stack: Stack, tmp_path: Path, target: str
 ) -> None:
     report = tmp_path / "sslyze.json"
     scan = subprocess.run(
         ["bash", str(ROOT / "scripts" / "sslyze.sh"), "--mozilla_config=intermediate",
-         "--certinfo_ca_file", str(CREDENTIALS / "ca.crt"), f"--json_out={report}", TARGET],
+         "--certinfo_ca_file", str(CREDENTIALS / "ca.crt"), f"--json_out={report}", target],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     lines = [line.strip() for line in scan.stdout.splitlines()]
-    verdict = [line for line in lines if line.startswith(f"{TARGET}:")]
-    assert verdict == [f"{TARGET}: OK - Compliant."], scan.stdout[-3000:] + scan.stderr[-2000:]
+    verdict = [line for line in lines if line.startswith(f"{target}:")]
+    assert verdict == [f"{target}: OK - Compliant."], scan.stdout[-3000:] + scan.stderr[-2000:]
     assert scan.returncode == 0, scan.stderr[-2000:]
-    # the scan reached the gateway and saw what the profile asks for
+    # the scan reached the listener and saw what the profile asks for
     result = json.loads(report.read_text())["server_scan_results"][0]
     assert result["scan_status"] == "COMPLETED", result["scan_status"]
     commands = result["scan_result"]
@@ -49,19 +54,19 @@ def test_sslyze_finds_the_gateway_compliant_with_mozilla_intermediate(
     assert commands["tls_1_3_cipher_suites"]["result"]["accepted_cipher_suites"]
     deployment = commands["certificate_info"]["result"]["certificate_deployments"][0]
     trusted = [r for r in deployment["path_validation_results"] if r["was_validation_successful"]]
-    assert trusted, "the gateway's certificate does not validate against the lab CA"
+    assert trusted, f"the certificate of {target} does not validate against the lab CA"
 
 
 def scan_with_testssl(
-    tmp_path: Path, attempt: int
+    tmp_path: Path, target: str, attempt: int
 ) -> tuple[dict, subprocess.CompletedProcess[str]]:
-    """One testssl.sh scan of the gateway: its one target's report, and the run."""
+    """One testssl.sh scan of a listener: its one target's report, and the run."""
     program = shutil.which("testssl")
     assert program, "testssl.sh is missing: run scripts/bootstrap.sh --test"
     report = tmp_path / f"testssl-{attempt}.json"
     scan = subprocess.run(
         [program, "--severity", "HIGH", "--quiet", "--color", "0", "--warnings", "batch",
-         "--add-ca", str(CREDENTIALS / "ca.crt"), "--jsonfile-pretty", str(report), TARGET],
+         "--add-ca", str(CREDENTIALS / "ca.crt"), "--jsonfile-pretty", str(report), target],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert report.is_file(), scan.stdout[-3000:] + scan.stderr[-2000:]
@@ -79,21 +84,21 @@ def findings_of(target: dict) -> list[str]:
     ]
 
 
-def test_testssl_reports_nothing_of_severity_high_on_the_gateway(
-    local_stack: Stack, tmp_path: Path
+@targets
+def test_testssl_reports_nothing_of_severity_high(
+    local_stack: Stack, tmp_path: Path, target: str
 ) -> None:
-    target, scan = scan_with_testssl(tmp_path, 1)
-    findings = findings_of(target)
+    scanned, scan = scan_with_testssl(tmp_path, target, 1)
+    findings = findings_of(scanned)
     # A check testssl could not make because one of its thousands of
     # connections failed (through the lab's rootless port forwarder, on a busy
-    # machine) says nothing about the gateway: that scan is made once more.
+    # machine) says nothing about the listener: that scan is made once more.
     # A finding about the TLS settings is never given a second chance.
     if findings and all(f.endswith("check failed because of connect problem") for f in findings):
-        target, scan = scan_with_testssl(tmp_path, 2)
-        findings = findings_of(target)
-    # it reached the gateway and spoke HTTP over TLS to it
-    assert (target["ip"], target["port"], target["service"]) == ("127.0.0.1", "8443", "HTTP"), (
-        target
-    )
+        scanned, scan = scan_with_testssl(tmp_path, target, 2)
+        findings = findings_of(scanned)
+    # it reached the listener and spoke HTTP over TLS to it
+    host, port = target.rsplit(":", 1)
+    assert (scanned["ip"], scanned["port"], scanned["service"]) == (host, port, "HTTP"), scanned
     assert findings == [], "\n".join(findings)
     assert scan.returncode == 0, scan.stdout[-3000:]

@@ -23,7 +23,7 @@ REPORT_FILE = ROOT / ".work" / "unit-exposure.json"
 # grafana-server is not among them: its APT repository is unreachable from this
 # machine (grafana_required: false locally), so there is no unit to rate here.
 UNITS: dict[str, tuple[str, ...]] = {
-    "mlflow-1": ("mlflow", "prometheus-node-exporter"),
+    "mlflow-1": ("mlflow", "mlflow-tls", "prometheus-node-exporter"),
     "predictor-1": ("predictor", "prometheus-node-exporter"),
     "predictor-2": ("predictor", "prometheus-node-exporter"),
     "monitor-1": ("prometheus", "prometheus-node-exporter"),

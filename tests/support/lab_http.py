@@ -1,5 +1,5 @@
 """HTTP helpers for the end-to-end tests against the lab stack (loopback only):
-MLflow accounts, the gateway's client key and CA, JSON requests, Prometheus
+MLflow accounts, the gateway's client key, the lab CA, JSON requests, Prometheus
 queries, polling."""
 
 from __future__ import annotations
@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-MLFLOW = "http://127.0.0.1:5000"
+# MLflow's TLS front (published by podman on this machine's loopback): HTTPS
+# only, its certificate from the lab CA.
+MLFLOW = "https://127.0.0.1:5000"
 # The gateway: HTTPS only, with the lab's client key, its certificate from the lab CA.
 GATEWAY = "https://127.0.0.1:8443"
 CREDENTIALS = ROOT / "credentials"
+# The lab CA's certificate, which signs every lab certificate.
+LAB_CA = CREDENTIALS / "ca.crt"
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.8, 3.0, 5.9, 2.3]]
 
@@ -44,14 +48,20 @@ def gateway_headers() -> dict[str, str]:
 @functools.cache
 def lab_tls() -> ssl.SSLContext:
     """Verifies a certificate against the lab CA (credentials/ca.crt), host names included."""
-    return ssl.create_default_context(cafile=str(CREDENTIALS / "ca.crt"))
+    return ssl.create_default_context(cafile=str(LAB_CA))
+
+
+def tls_for(url: str) -> ssl.SSLContext | None:
+    """The lab CA's context for an https URL, None for plain HTTP."""
+    return lab_tls() if url.startswith("https:") else None
 
 
 def get_json(url: str, timeout: float = 10, account: str | None = None) -> Any:
-    """GET a JSON document; `account` signs in to the lab's MLflow as that account."""
+    """GET a JSON document; `account` signs in to the lab's MLflow as that account.
+    An https URL is verified against the lab CA."""
     headers = mlflow_auth(account) if account else {}
     with urllib.request.urlopen(
-        urllib.request.Request(url, headers=headers), timeout=timeout
+        urllib.request.Request(url, headers=headers), timeout=timeout, context=tls_for(url)
     ) as resp:
         return json.load(resp)
 
@@ -65,9 +75,8 @@ def post_json(
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", **(headers or {})},
     )
-    context = lab_tls() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=tls_for(url)) as resp:
             return resp.status, json.load(resp)
     except urllib.error.HTTPError as err:
         return err.code, json.load(err)

@@ -7,7 +7,7 @@ import json
 import urllib.request
 from typing import Any
 
-from tests.support.lab_http import MLFLOW, mlflow_auth
+from tests.support.lab_http import MLFLOW, lab_tls, mlflow_auth
 
 API = f"{MLFLOW}/api/2.0/mlflow"
 
@@ -17,7 +17,7 @@ def mlflow_call(path: str, body: dict[str, Any] | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     headers = {**mlflow_auth("admin"), "Content-Type": "application/json"}
     request = urllib.request.Request(f"{API}/{path}", data=data, headers=headers)
-    with urllib.request.urlopen(request, timeout=30) as resp:
+    with urllib.request.urlopen(request, timeout=30, context=lab_tls()) as resp:
         return json.load(resp)
 
 
