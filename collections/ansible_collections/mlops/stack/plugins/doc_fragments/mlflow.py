@@ -10,7 +10,10 @@ class ModuleDocFragment(object):
 options:
   tracking_uri:
     description:
-      - URI of the MLflow tracking server (and Model Registry), for example V(http://127.0.0.1:5000).
+      - URI of the MLflow tracking server (and Model Registry), for example
+        V(http://127.0.0.1:5004) on the MLflow host itself, where MLflow listens on loopback
+        behind the M(mlops.stack.mlflow_server) role's TLS front (loopback never crosses a
+        network).
       - If not set, the E(MLFLOW_TRACKING_URI) environment variable of the target is used.
     type: str
     required: true
@@ -45,6 +48,8 @@ notes:
     seconds, otherwise the module fails with a message naming the URI.
   - MLflow's own retries are limited to one, so an unreachable server fails in seconds rather
     than after minutes of back-off.
+  - An C(https://) server's certificate is verified against the CA file in
+    E(MLFLOW_TRACKING_SERVER_CERT_PATH) when it is set on the target, else the system's CAs.
 """
 
     # The modules that talk to MLflow's REST API with Ansible's own HTTP client

@@ -84,7 +84,7 @@ seealso:
 EXAMPLES = r"""
 - name: Promote version 3 of the Iris model to champion
   mlops.stack.mlflow_alias:
-    tracking_uri: http://127.0.0.1:5000
+    tracking_uri: http://127.0.0.1:5004
     model_name: iris
     alias: champion
     version: "3"
@@ -92,7 +92,7 @@ EXAMPLES = r"""
 
 - name: Roll back to the version that held the alias before, even if it failed the gate
   mlops.stack.mlflow_alias:
-    tracking_uri: http://127.0.0.1:5000
+    tracking_uri: http://127.0.0.1:5004
     alias: champion
     version: "{{ promotion.previous_version }}"
     require_gate: false
@@ -100,7 +100,7 @@ EXAMPLES = r"""
 
 - name: Remove the challenger alias if it still points at version 2
   mlops.stack.mlflow_alias:
-    tracking_uri: http://127.0.0.1:5000
+    tracking_uri: http://127.0.0.1:5004
     alias: challenger
     version: "2"
     state: absent

@@ -105,7 +105,7 @@ seealso:
 EXAMPLES = r"""
 - name: Train the Iris model and promote it to champion if it passes the gate
   mlops.stack.mlflow_model:
-    tracking_uri: http://127.0.0.1:5000
+    tracking_uri: http://127.0.0.1:5004
     model_name: iris
     alias: champion
     n_estimators: 100

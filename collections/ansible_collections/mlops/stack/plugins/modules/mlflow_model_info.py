@@ -43,7 +43,7 @@ seealso:
 EXAMPLES = r"""
 - name: Read the Iris model's versions and aliases
   mlops.stack.mlflow_model_info:
-    tracking_uri: http://127.0.0.1:5000
+    tracking_uri: http://127.0.0.1:5004
     model_name: iris
   register: iris
 

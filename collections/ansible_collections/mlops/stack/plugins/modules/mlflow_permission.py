@@ -91,7 +91,7 @@ seealso:
 EXAMPLES = r"""
 - name: The writer edits the iris experiment and registered model, created by the admin when missing
   mlops.stack.mlflow_permission:
-    tracking_uri: http://127.0.0.1:5000
+    tracking_uri: http://127.0.0.1:5004
     tracking_username: admin
     tracking_password: "{{ vault_mlflow_admin_password }}"
     user: writer
@@ -102,7 +102,7 @@ EXAMPLES = r"""
 
 - name: Take the writer's grant on an old model away
   mlops.stack.mlflow_permission:
-    tracking_uri: http://127.0.0.1:5000
+    tracking_uri: http://127.0.0.1:5004
     tracking_username: admin
     tracking_password: "{{ vault_mlflow_admin_password }}"
     user: writer
@@ -154,7 +154,7 @@ url:
   description: URL of the request that failed.
   returned: failure
   type: str
-  sample: http://127.0.0.1:5000/api/3.0/mlflow/users/permissions/list?username=writer
+  sample: http://127.0.0.1:5004/api/3.0/mlflow/users/permissions/list?username=writer
 status:
   description: HTTP status of the request that failed, V(-1) when MLflow did not answer.
   returned: failure

@@ -106,7 +106,7 @@ seealso:
 EXAMPLES = r"""
 - name: Rotate the admin to the vault's password and make sure the old default does not log in
   mlops.stack.mlflow_user:
-    tracking_uri: http://127.0.0.1:5000
+    tracking_uri: http://127.0.0.1:5004
     tracking_username: admin
     tracking_password: "{{ vault_mlflow_admin_password }}"
     name: admin
@@ -117,7 +117,7 @@ EXAMPLES = r"""
 
 - name: A training account that is no admin
   mlops.stack.mlflow_user:
-    tracking_uri: http://127.0.0.1:5000
+    tracking_uri: http://127.0.0.1:5004
     tracking_username: admin
     tracking_password: "{{ vault_mlflow_admin_password }}"
     name: writer
@@ -127,7 +127,7 @@ EXAMPLES = r"""
 - name: The same, with the connection set once for the whole group
   module_defaults:
     group/mlops.stack.mlflow:
-      tracking_uri: http://127.0.0.1:5000
+      tracking_uri: http://127.0.0.1:5004
       tracking_username: admin
       tracking_password: "{{ vault_mlflow_admin_password }}"
   block:
@@ -175,7 +175,7 @@ url:
   description: URL of the request that failed.
   returned: failure
   type: str
-  sample: http://127.0.0.1:5000/api/2.0/mlflow/users/get?username=admin
+  sample: http://127.0.0.1:5004/api/2.0/mlflow/users/get?username=admin
 status:
   description: HTTP status of the request that failed, V(-1) when MLflow did not answer.
   returned: failure
