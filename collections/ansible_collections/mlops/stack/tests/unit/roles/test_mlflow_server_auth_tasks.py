@@ -44,7 +44,9 @@ class Role:
     def run(self, *flags: str, port: int | None = None, **role_vars) -> dict:
         variables = {
             "ansible_python_interpreter": self.python,
-            "mlflow_server_port": port or self.server.server.port,
+            # the role's own requests go to MLflow itself, on loopback behind
+            # its TLS front: the test's plain server stands in for it there
+            "mlflow_server_internal_port": port or self.server.server.port,
             "mlflow_server_credentials_dir": str(self.credentials),
             "mlflow_server_admin_password": self.server.admin_password,
             **role_vars,
