@@ -11,11 +11,6 @@ reader="reader:$(cat "$ROOT/credentials/mlflow_reader_password" 2>/dev/null)"
 champion="$(curl -fsS --cacert "$ROOT/credentials/ca.crt" -u "$reader" \
   "https://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias?name=iris&alias=champion" \
   | json_field '"version " + d["model_version"]["version"]')" || champion="not found"
-# The gateway: HTTPS verified against the lab CA, with the lab's client key,
-# exactly as the printed curl does (run from the project folder).
-prediction="$(cd "$ROOT" && curl -fsS https://127.0.0.1:8443/predict --cacert credentials/ca.crt \
-  -H "X-API-Key: $(cat credentials/gateway-client-key)" -H 'Content-Type: application/json' \
-  -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}')" || prediction="no answer"
 # Predictors in rotation, as the gateway's own metrics say, and the scrape
 # targets, both as Prometheus sees them. Right after a converge its last scrape
 # may predate the health checks that put the predictors in rotation: wait (up
@@ -37,6 +32,13 @@ for _ in $(seq 20); do
   [[ "$in_rotation" == "$predictors" && -n "$up" && "${up%/*}" == "${up#*/}" ]] && break
   sleep 2
 done
+# Then the gateway, once its predictors are in rotation (right after a
+# converge its health checks may not have passed yet): HTTPS verified against
+# the lab CA, with the lab's client key, exactly as the printed curl does (run
+# from the project folder).
+prediction="$(cd "$ROOT" && curl -fsS https://127.0.0.1:8443/predict --cacert credentials/ca.crt \
+  -H "X-API-Key: $(cat credentials/gateway-client-key)" -H 'Content-Type: application/json' \
+  -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}')" || prediction="no answer"
 rotation="${in_rotation:+$in_rotation of $predictors predictors in rotation}"
 rotation="${rotation:-rotation not scraped yet}"
 if [[ "$prediction" == "no answer" ]]; then
