@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-from pathlib import Path
 
 import pytest
-
-PLUGIN = Path(__file__).resolve().parents[4] / "plugins" / "filter" / "client_keys.py"
-spec = importlib.util.spec_from_file_location("mlops_client_key_filters", PLUGIN)
-assert spec is not None
-assert spec.loader is not None
-client_keys = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(client_keys)
+from ansible_collections.mlops.stack.plugins.filter import client_keys
 
 
 def test_a_key_given_in_clear_becomes_its_sha256() -> None:

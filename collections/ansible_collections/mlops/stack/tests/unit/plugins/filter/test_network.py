@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,14 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from ansible_collections.mlops.stack.plugins.filter import network
 
-PLUGIN = Path(__file__).resolve().parents[4] / "plugins" / "filter" / "network.py"
 COLLECTIONS = Path(__file__).resolve().parents[7]
-spec = importlib.util.spec_from_file_location("mlops_network_filters", PLUGIN)
-assert spec is not None
-assert spec.loader is not None
-network = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(network)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ and the three templates that render it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,16 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.mlops.stack.plugins.filter import systemd
 
 COLLECTION = Path(__file__).resolve().parents[4]
 ROLES = COLLECTION / "roles"
-spec = importlib.util.spec_from_file_location(
-    "mlops_systemd_filters", COLLECTION / "plugins" / "filter" / "systemd.py"
-)
-assert spec is not None
-assert spec.loader is not None
-systemd = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(systemd)
 
 
 def directives(text: str) -> list[tuple[str, str]]:

@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-PLUGIN = Path(__file__).resolve().parents[4] / "plugins" / "filter" / "tls.py"
-spec = importlib.util.spec_from_file_location("mlops_tls_filters", PLUGIN)
-assert spec is not None
-assert spec.loader is not None
-tls = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tls)
+from ansible_collections.mlops.stack.plugins.filter import tls
 
 
 def test_intermediate_is_mozillas_ecdhe_aead_profile() -> None:
